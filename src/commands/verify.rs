@@ -1,0 +1,11 @@
+//! `sysext-assembler verify` (not implemented yet).
+
+use std::process::ExitCode;
+
+/// Placeholder until the command is implemented.
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: &Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("'verify' is not implemented yet")
+}

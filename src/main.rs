@@ -1,0 +1,44 @@
+//! `sysext-assembler`: a thin command-line front end over the library. It parses arguments and
+//! dispatches; every command lives in its own module under `commands`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sysext_assembler::commands;
+
+/// Build, verify and compare reproducible systemd-sysext images.
+///
+/// Exit status: 0 on success, 1 when `verify` finds a mismatch, 2 on bad input or I/O errors.
+#[derive(Parser)]
+#[command(name = "sysext-assembler", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Build(commands::build::Args),
+    Verify(commands::verify::Args),
+    Inspect(commands::inspect::Args),
+    Diff(commands::diff::Args),
+    Butane(commands::butane::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Build(args) => commands::build::run(args),
+        Command::Verify(args) => commands::verify::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Diff(args) => commands::diff::run(args),
+        Command::Butane(args) => commands::butane::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sysext-assembler: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

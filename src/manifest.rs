@@ -1,0 +1,118 @@
+//! The JSON manifest written next to every image. It is the contract between `build`, which
+//! writes it, and `verify`, `butane` and downstream users, who read it: it records what the image
+//! must contain, entry by entry, so an image fetched from anywhere can be checked without trusting
+//! whoever served it.
+//!
+//! Owner and mtime are not stored per entry: the build normalises every entry to uid 0, gid 0
+//! and mtime = `epoch`, and `verify` checks exactly that.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a field changes meaning or a required field is added.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole manifest, `NAME-vVERSION-ARCH.manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`SCHEMA_VERSION`] for manifests this tool writes.
+    pub schema: u32,
+    /// Extension name: the image is deployed as `NAME.raw` and carries
+    /// `usr/lib/extension-release.d/extension-release.NAME`.
+    pub name: String,
+    /// Version as given to `build`, without a leading `v` added.
+    pub version: String,
+    /// systemd architecture name: `x86-64` or `arm64`.
+    pub arch: String,
+    /// `ID=` in extension-release (`_any` when the image is not tied to one OS).
+    pub os: String,
+    /// `SYSEXT_LEVEL=`; absent when `os` is `_any`.
+    pub sysext_level: Option<String>,
+    /// Whether extension-release sets `EXTENSION_RELOAD_MANAGER=1`.
+    pub reload_manager: bool,
+    /// SquashFS compressor: `xz`, `zstd` or `gzip`.
+    pub compression: String,
+    /// SquashFS data block size in bytes.
+    pub block_size: u32,
+    /// Seconds since 1970: every mtime in the image and the superblock time.
+    pub epoch: u32,
+    /// The tool that wrote the image.
+    pub tool: Tool,
+    /// The image file itself.
+    pub image: ImageFile,
+    /// Every entry of the image except the root directory, sorted by path in byte order.
+    pub entries: Vec<Entry>,
+    /// Free-form `--provenance KEY=VALUE` pairs (source hash, nixpkgs revision, ...).
+    pub provenance: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFile {
+    /// File name only, e.g. `keepalived-v2.3.4-x86-64.raw`.
+    pub file: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    /// Lowercase hex.
+    pub sha512: String,
+}
+
+/// One entry of the image. `path` is relative to the image root, `/`-separated, no leading `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Permission bits as four octal digits: `0755` for directories and executables, `0644`
+    /// for other files, `0777` for symlinks.
+    pub mode: String,
+    /// Files only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Files only, lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Symlinks only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+}
+
+impl Manifest {
+    /// Pretty JSON with a trailing newline; field order is fixed by the struct, so the same
+    /// build writes the same bytes.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("manifest serialises");
+        text.push('\n');
+        text
+    }
+
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        let manifest: Manifest = serde_json::from_str(text)?;
+        anyhow::ensure!(
+            manifest.schema == SCHEMA_VERSION,
+            "manifest schema {} is not supported (this tool reads schema {SCHEMA_VERSION}); \
+             use a sysext-assembler release that matches the one that built the image",
+            manifest.schema
+        );
+        Ok(manifest)
+    }
+}
