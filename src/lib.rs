@@ -3,4 +3,17 @@
 //! The binary in `main.rs` is a thin front end; each command is a module under `commands`.
 
 pub mod commands;
+pub mod compress;
+pub mod extension_release;
+pub mod image;
 pub mod manifest;
+pub mod names;
+pub mod output;
+pub mod payload;
+pub mod sums;
+pub mod sysupdate;
+
+/// Lowercase hex, as in SHA256SUMS and the manifest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,11 +1,268 @@
-//! `sysext-assembler build` (not implemented yet).
+//! `sysext-assembler build`: payload in, image + manifest + SHA256SUMS (+ sysupdate transfer)
+//! out. This module only wires the library together; the rules live in `payload`, `names`,
+//! `extension_release`, the bytes in `image`, the crash safety in `output`.
 
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Placeholder until the command is implemented.
-#[derive(clap::Args)]
-pub struct Args {}
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256, Sha512};
 
-pub fn run(_args: &Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("'build' is not implemented yet")
+use crate::extension_release::ExtensionRelease;
+use crate::image::{self, Compression, ImageOptions};
+use crate::manifest::{Entry, ImageFile, Manifest, Tool, SCHEMA_VERSION};
+use crate::names::{self, Arch};
+use crate::output::OutputDir;
+use crate::payload::{Node, Payload};
+use crate::{hex, sums, sysupdate};
+
+const EXAMPLE: &str = "\
+Example:
+  sysext-assembler build --name keepalived --version 2.3.4 --arch x86-64 --out out/ \\
+      --tree files/ --file usr/bin/keepalived=result/bin/keepalived \\
+      --os flatcar --reload-manager --update-url https://example.org/keepalived/
+
+  writes out/keepalived-v2.3.4-x86-64.raw, out/keepalived-v2.3.4-x86-64.manifest.json,
+  out/keepalived.conf and merges the image's line into out/SHA256SUMS.";
+
+/// Build a bit-reproducible systemd-sysext image from a payload.
+///
+/// The image's bytes depend only on the payload's relative paths, file contents, executable
+/// bits and symlink targets, and on the options: never on owners, mtimes, umask, locale, time
+/// zone, the number of cores or where the inputs live.
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLE, disable_version_flag = true)]
+pub struct Args {
+    /// Extension name: the image is deployed as NAME.raw ([A-Za-z0-9._+-]).
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Version; file names get exactly one leading `v` ([A-Za-z0-9._+-]).
+    #[arg(long, value_name = "VERSION")]
+    pub version: String,
+    /// Architecture, systemd's name: x86-64 or arm64 (x86_64, amd64, aarch64 accepted).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Arch,
+    /// Output directory (created if missing); may already hold other versions and arches.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// A payload tree holding usr/ and/or opt/, merged in order; repeatable.
+    #[arg(long = "tree", value_name = "DIR")]
+    pub trees: Vec<PathBuf>,
+    /// Put the file SRC at DEST inside the image (e.g. usr/bin/keepalived=./keepalived);
+    /// mode 0755 if SRC is executable, else 0644; repeatable.
+    #[arg(long = "file", value_name = "DEST=SRC")]
+    pub files: Vec<String>,
+    /// extension-release ID= the host's os-release must match [default: _any].
+    #[arg(long, value_name = "ID")]
+    pub os: Option<String>,
+    /// extension-release SYSEXT_LEVEL= (only with --os) [default: 1.0].
+    #[arg(long, value_name = "LEVEL")]
+    pub sysext_level: Option<String>,
+    /// Set EXTENSION_RELOAD_MANAGER=1 so systemd reloads units when the image is merged.
+    #[arg(long)]
+    pub reload_manager: bool,
+    /// Timestamp of every entry and of the superblock, in seconds since 1970
+    /// [default: $SOURCE_DATE_EPOCH, else 0].
+    #[arg(long, value_name = "N")]
+    pub epoch: Option<u32>,
+    /// SquashFS compressor.
+    #[arg(long, value_name = "xz|zstd|gzip", default_value = "xz")]
+    pub compression: Compression,
+    /// Also write NAME.conf, a systemd-sysupdate transfer file for a feed at URL.
+    #[arg(long, value_name = "URL")]
+    pub update_url: Option<String>,
+    /// Record KEY=VALUE in the manifest (source hash, revision, ...); repeatable.
+    #[arg(long = "provenance", value_name = "KEY=VALUE")]
+    pub provenance: Vec<String>,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let written = build(args)?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Does the build; returns the paths written, SHA256SUMS last.
+pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
+    names::validate_name(&args.name)?;
+    names::validate_version(&args.version)?;
+    let release = ExtensionRelease::new(
+        args.os.as_deref(),
+        args.sysext_level.as_deref(),
+        args.arch,
+        args.reload_manager,
+    )?;
+    let epoch = match args.epoch {
+        Some(epoch) => epoch,
+        None => epoch_from_env()?,
+    };
+    let transfer = match &args.update_url {
+        Some(url) => Some(sysupdate::render_transfer(&args.name, url)?),
+        None => None,
+    };
+    let provenance = parse_provenance(&args.provenance)?;
+
+    if args.trees.is_empty() && args.files.is_empty() {
+        bail!("no payload: give at least one --tree DIR or --file DEST=SRC");
+    }
+    let mut payload = Payload::new();
+    for tree in &args.trees {
+        payload.add_tree(tree)?;
+    }
+    for spec in &args.files {
+        let Some((dest, source)) = spec.split_once('=') else {
+            bail!("--file {spec:?}: expected DEST=SRC, e.g. usr/bin/keepalived=./keepalived");
+        };
+        payload.add_file(dest, Path::new(source))?;
+    }
+    payload.add_generated_file(
+        &names::extension_release_path(&args.name),
+        release.render().into_bytes(),
+        "sysext-assembler writes it from --os, --sysext-level, --arch and --reload-manager",
+    )?;
+
+    let options = ImageOptions {
+        compression: args.compression,
+        epoch,
+    };
+    let image_name = names::image_file_name(&args.name, &args.version, args.arch);
+    let mut out = OutputDir::open(&args.out)?;
+    let image_index = out.stage(&image_name)?;
+    let size = image::write_image(&payload, options, out.file(image_index))?;
+    let (sha256, sha512) = hash_file(out.temp_path(image_index))?;
+
+    let manifest = Manifest {
+        schema: SCHEMA_VERSION,
+        name: args.name.clone(),
+        version: args.version.clone(),
+        arch: args.arch.to_string(),
+        os: release.os.clone(),
+        sysext_level: release.sysext_level.clone(),
+        reload_manager: release.reload_manager,
+        compression: args.compression.to_string(),
+        block_size: image::BLOCK_SIZE,
+        epoch,
+        tool: Tool {
+            name: env!("CARGO_PKG_NAME").to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        image: ImageFile {
+            file: image_name.clone(),
+            size,
+            sha256: sha256.clone(),
+            sha512,
+        },
+        entries: manifest_entries(&payload),
+        provenance,
+    };
+    out.stage_bytes(
+        &names::manifest_file_name(&args.name, &args.version, args.arch),
+        manifest.to_json().as_bytes(),
+    )?;
+    if let Some(transfer) = transfer {
+        out.stage_bytes(&names::transfer_file_name(&args.name), transfer.as_bytes())?;
+    }
+
+    let sums_path = out.path().join("SHA256SUMS");
+    let mut all_sums = match std::fs::read_to_string(&sums_path) {
+        Ok(text) => sums::parse(&text).with_context(|| {
+            format!("cannot merge into {}: it is malformed", sums_path.display())
+        })?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => sums::Sums::new(),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
+        }
+    };
+    sums::merge(&mut all_sums, &image_name, &sha256);
+    out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
+    out.commit()
+}
+
+/// `$SOURCE_DATE_EPOCH` (reproducible-builds.org), else 0. A malformed value is an error rather
+/// than a silent fallback, so a broken build environment is noticed.
+fn epoch_from_env() -> Result<u32> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) => value.parse().with_context(|| {
+            format!(
+                "SOURCE_DATE_EPOCH={value:?} is not a whole number of seconds between 0 and \
+                 4294967295; fix it or pass --epoch"
+            )
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(0),
+        Err(std::env::VarError::NotUnicode(value)) => {
+            bail!("SOURCE_DATE_EPOCH={value:?} is not a number; fix it or pass --epoch")
+        }
+    }
+}
+
+fn parse_provenance(pairs: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut provenance = BTreeMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--provenance {pair:?}: expected KEY=VALUE, e.g. source.sha256=<hex>");
+        };
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            bail!("--provenance {pair:?}: the key must be non-empty and made of [A-Za-z0-9._-]");
+        }
+        if provenance
+            .insert(key.to_string(), value.to_string())
+            .is_some()
+        {
+            bail!("--provenance: the key {key:?} is given twice");
+        }
+    }
+    Ok(provenance)
+}
+
+/// Manifest entries, in the payload's byte order of paths.
+pub fn manifest_entries(payload: &Payload) -> Vec<Entry> {
+    payload
+        .entries()
+        .map(|(path, node)| {
+            let (mode, size, sha256, target) = match node {
+                Node::Dir => (0o755, None, None, None),
+                Node::File(file) => (
+                    file.mode(),
+                    Some(file.contents.len() as u64),
+                    Some(hex(&file.sha256)),
+                    None,
+                ),
+                Node::Symlink(target) => (0o777, None, None, Some(target.clone())),
+            };
+            Entry {
+                path: path.to_string(),
+                kind: node.kind(),
+                mode: format!("{mode:04o}"),
+                size,
+                sha256,
+                target,
+            }
+        })
+        .collect()
+}
+
+fn hash_file(path: &Path) -> Result<(String, String)> {
+    let mut file =
+        File::open(path).with_context(|| format!("cannot read back {}", path.display()))?;
+    let mut sha256 = Sha256::new();
+    let mut sha512 = Sha512::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        sha256.update(&buffer[..read]);
+        sha512.update(&buffer[..read]);
+    }
+    Ok((hex(&sha256.finalize()), hex(&sha512.finalize())))
 }

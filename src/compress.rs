@@ -1,0 +1,386 @@
+//! Parallel block compression for backhand's writer, with output identical to compressing the
+//! blocks one after another.
+//!
+//! backhand's `FilesystemWriter::write` compresses every data and fragment block on the calling
+//! thread, one at a time: with xz that is several times slower than mksquashfs on two cores. It
+//! does, however, take its compressor through the `CompressionAction` trait. So before the write,
+//! [`plan`] predicts the blocks backhand will compress, in order (the same walk over the sorted
+//! files, the same block splitting and fragment packing); worker threads compress them ahead;
+//! and [`PlannedCompressor::compress`] hands backhand the precomputed result when the block it
+//! asks for is byte-for-byte the one planned, and compresses it itself otherwise.
+//!
+//! Why the output cannot depend on the number of cores or on timing: every result is produced
+//! by the same pure function of the block's bytes and the settings (backhand's own
+//! `DefaultCompressor`), a result is used only after comparing the requested block with the
+//! planned one, and backhand writes results in its own order. A wrong prediction only costs
+//! speed.
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
+use backhand::kind::Kind;
+use backhand::{BackhandError, FilesystemCompressor, SuperBlock};
+
+use crate::image::Compression;
+use crate::payload::{Node, Payload};
+
+/// The compressor installed into backhand's `Kind`.
+pub struct PlannedCompressor;
+
+static PLANNED_COMPRESSOR: PlannedCompressor = PlannedCompressor;
+
+/// A little-endian SquashFS 4.0 kind that compresses through [`PlannedCompressor`].
+pub fn kind() -> Kind {
+    Kind::new_v4(&PLANNED_COMPRESSOR)
+}
+
+/// A slice of a file's contents.
+#[derive(Clone)]
+struct Piece {
+    data: Arc<[u8]>,
+    range: Range<usize>,
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        &self.data[self.range.clone()]
+    }
+}
+
+/// One block backhand will compress: a data block (one piece) or a fragment block (the tails
+/// of several small files).
+struct Job {
+    pieces: Vec<Piece>,
+    len: usize,
+}
+
+impl Job {
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for piece in &self.pieces {
+            out.extend_from_slice(piece.bytes());
+        }
+        out
+    }
+
+    fn equals(&self, mut bytes: &[u8]) -> bool {
+        if bytes.len() != self.len {
+            return false;
+        }
+        for piece in &self.pieces {
+            let (head, rest) = bytes.split_at(piece.range.len());
+            if head != piece.bytes() {
+                return false;
+            }
+            bytes = rest;
+        }
+        true
+    }
+}
+
+/// The blocks backhand will compress for a payload, in order.
+pub struct Plan {
+    compressor: FilesystemCompressor,
+    /// `compressor` in Debug form: backhand's settings type has no `PartialEq`.
+    compressor_id: String,
+    block_size: u32,
+    jobs: Vec<Job>,
+}
+
+impl Plan {
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
+/// Predicts backhand 0.25's data writer (`DataWriter::add_bytes` and `finalize`): files in node
+/// order (backhand sorts by `Path`, i.e. component by component); an empty file stores nothing;
+/// a file shorter than a block is appended to the current fragment block, which is compressed
+/// first when the file would not fit; a longer file is cut into blocks, the last one possibly
+/// short, and all-zero blocks become holes without compression; the last fragment block is
+/// compressed at the end even when empty.
+pub fn plan(payload: &Payload, compression: Compression, block_size: u32) -> Plan {
+    let block = block_size as usize;
+    let mut files: Vec<(&str, &crate::payload::FileData)> = payload
+        .entries()
+        .filter_map(|(path, node)| match node {
+            Node::File(file) => Some((path, file)),
+            _ => None,
+        })
+        .collect();
+    files.sort_by(|a, b| Path::new(a.0).cmp(Path::new(b.0)));
+
+    let mut jobs = Vec::new();
+    let mut fragment = Job {
+        pieces: Vec::new(),
+        len: 0,
+    };
+    for (_, file) in files {
+        let len = file.contents.len();
+        if len == 0 {
+            continue;
+        }
+        if len < block {
+            if fragment.len + len > block {
+                jobs.push(std::mem::replace(
+                    &mut fragment,
+                    Job {
+                        pieces: Vec::new(),
+                        len: 0,
+                    },
+                ));
+            }
+            fragment.pieces.push(Piece {
+                data: file.contents.clone(),
+                range: 0..len,
+            });
+            fragment.len += len;
+            continue;
+        }
+        for start in (0..len).step_by(block) {
+            let range = start..(start + block).min(len);
+            if file.contents[range.clone()].iter().all(|b| *b == 0) {
+                continue;
+            }
+            let len = range.len();
+            jobs.push(Job {
+                pieces: vec![Piece {
+                    data: file.contents.clone(),
+                    range,
+                }],
+                len,
+            });
+        }
+    }
+    jobs.push(fragment);
+    let compressor = compression.filesystem_compressor();
+    Plan {
+        compressor,
+        compressor_id: format!("{compressor:?}"),
+        block_size,
+        jobs,
+    }
+}
+
+/// How far the workers may run ahead of backhand, in blocks per worker: enough to keep every
+/// core busy, little enough to bound memory.
+const LOOKAHEAD_PER_WORKER: usize = 4;
+
+/// A compressed block once a worker has produced it (or the worker's error).
+type Compressed = Option<Result<Vec<u8>, String>>;
+
+struct Shared {
+    plan: Plan,
+    results: Mutex<Vec<Compressed>>,
+    ready: Condvar,
+    next_job: AtomicUsize,
+    consumed: AtomicUsize,
+    stop: AtomicBool,
+    window: usize,
+}
+
+struct Consumer {
+    shared: Arc<Shared>,
+    next: usize,
+}
+
+thread_local! {
+    /// The plan of the write running on this thread, if any. Thread-local so that concurrent
+    /// builds in one process (tests) never see each other's blocks.
+    static ACTIVE: RefCell<Option<Consumer>> = const { RefCell::new(None) };
+}
+
+/// How a write used its plan: tests check that every planned block was taken, i.e. that the
+/// prediction matches what backhand asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanUse {
+    pub planned: usize,
+    pub used: usize,
+}
+
+/// Runs `write` (a backhand write on this thread) while worker threads compress `plan` ahead.
+pub fn with_plan<T>(plan: Plan, write: impl FnOnce() -> T) -> (T, PlanUse) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let count = plan.len();
+    let shared = Arc::new(Shared {
+        plan,
+        results: Mutex::new((0..count).map(|_| None).collect()),
+        ready: Condvar::new(),
+        next_job: AtomicUsize::new(0),
+        consumed: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        window: workers * LOOKAHEAD_PER_WORKER,
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let shared = Arc::clone(&shared);
+            scope.spawn(move || work(&shared));
+        }
+        ACTIVE.with(|active| {
+            *active.borrow_mut() = Some(Consumer {
+                shared: Arc::clone(&shared),
+                next: 0,
+            })
+        });
+        let output = write();
+        let used = ACTIVE
+            .with(|active| active.borrow_mut().take())
+            .map_or(0, |c| c.next);
+        shared.stop.store(true, Ordering::SeqCst);
+        let _guard = shared.results.lock().unwrap_or_else(|e| e.into_inner());
+        shared.ready.notify_all();
+        (
+            output,
+            PlanUse {
+                planned: count,
+                used,
+            },
+        )
+    })
+}
+
+fn work(shared: &Shared) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let index = shared.next_job.fetch_add(1, Ordering::SeqCst);
+        if index >= shared.plan.jobs.len() {
+            return;
+        }
+        {
+            let mut results = shared.results.lock().unwrap_or_else(|e| e.into_inner());
+            while index >= shared.consumed.load(Ordering::SeqCst) + shared.window
+                && !shared.stop.load(Ordering::SeqCst)
+            {
+                results = shared
+                    .ready
+                    .wait(results)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let input = shared.plan.jobs[index].bytes();
+        // A panic must still fill the slot, or backhand's thread would wait for it forever.
+        let output = std::panic::catch_unwind(|| {
+            DefaultCompressor.compress(&input, shared.plan.compressor, shared.plan.block_size)
+        })
+        .map_err(|_| "compressor panicked".to_string())
+        .and_then(|result| result.map_err(|e| e.to_string()));
+        let mut results = shared.results.lock().unwrap_or_else(|e| e.into_inner());
+        results[index] = Some(output);
+        shared.ready.notify_all();
+    }
+}
+
+impl Consumer {
+    /// The precomputed result for `bytes` if it is the next planned block.
+    fn take(
+        &mut self,
+        bytes: &[u8],
+        fc: &FilesystemCompressor,
+        block_size: u32,
+    ) -> Option<Vec<u8>> {
+        let shared = &self.shared;
+        let job = shared.plan.jobs.get(self.next)?;
+        if block_size != shared.plan.block_size
+            || format!("{fc:?}") != shared.plan.compressor_id
+            || !job.equals(bytes)
+        {
+            return None;
+        }
+        let mut results = shared.results.lock().unwrap_or_else(|e| e.into_inner());
+        let result = loop {
+            if let Some(result) = results[self.next].take() {
+                break result;
+            }
+            results = shared
+                .ready
+                .wait(results)
+                .unwrap_or_else(|e| e.into_inner());
+        };
+        self.next += 1;
+        shared.consumed.store(self.next, Ordering::SeqCst);
+        shared.ready.notify_all();
+        // A failed precomputation is retried on this thread, which reports the error itself.
+        result.ok()
+    }
+}
+
+impl CompressionAction for PlannedCompressor {
+    type Compressor = Compressor;
+    type FilesystemCompressor = FilesystemCompressor;
+    type SuperBlock = SuperBlock;
+    type Error = BackhandError;
+
+    fn decompress(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        compressor: Self::Compressor,
+    ) -> Result<(), Self::Error> {
+        DefaultCompressor.decompress(bytes, out, compressor)
+    }
+
+    fn compress(
+        &self,
+        bytes: &[u8],
+        fc: Self::FilesystemCompressor,
+        block_size: u32,
+    ) -> Result<Vec<u8>, Self::Error> {
+        let planned = ACTIVE.with(|active| {
+            active
+                .borrow_mut()
+                .as_mut()
+                .and_then(|consumer| consumer.take(bytes, &fc, block_size))
+        });
+        match planned {
+            Some(output) => Ok(output),
+            None => DefaultCompressor.compress(bytes, fc, block_size),
+        }
+    }
+
+    fn compression_options(
+        &self,
+        superblock: &mut Self::SuperBlock,
+        kind: &Kind,
+        fs_compressor: Self::FilesystemCompressor,
+    ) -> Result<Option<Vec<u8>>, Self::Error> {
+        DefaultCompressor.compression_options(superblock, kind, fs_compressor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_equality_is_piecewise() {
+        let a: Arc<[u8]> = Arc::from(&b"hello"[..]);
+        let b: Arc<[u8]> = Arc::from(&b"world"[..]);
+        let job = Job {
+            pieces: vec![
+                Piece {
+                    data: a,
+                    range: 1..5,
+                },
+                Piece {
+                    data: b,
+                    range: 0..2,
+                },
+            ],
+            len: 6,
+        };
+        assert!(job.equals(b"ellowo"));
+        assert!(!job.equals(b"ellowx"));
+        assert!(!job.equals(b"ellow"));
+        assert_eq!(job.bytes(), b"ellowo");
+    }
+}

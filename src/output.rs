@@ -1,0 +1,105 @@
+//! Crash-safe writing of the outputs into the output directory.
+//!
+//! Every output is first written to a hidden temporary file in the output directory itself (so
+//! the final rename stays on one file system and is atomic), flushed to disk, and renamed into
+//! place only once all of them are complete; `SHA256SUMS` is renamed last. A crash or an error
+//! at any moment therefore leaves either the old files or the new, complete ones, never a partial
+//! image, and never a SHA256SUMS line for an image that is not fully in place. Temporary files of
+//! a failed build are removed when they are dropped.
+
+use std::fs::{self, File, Permissions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tempfile::NamedTempFile;
+
+/// Mode of every output file, independent of the umask: a feed directory is served to others.
+const OUTPUT_MODE: u32 = 0o644;
+
+/// The output directory, locked for the duration of a build so that two builds writing into
+/// the same directory cannot lose each other's SHA256SUMS lines.
+pub struct OutputDir {
+    path: PathBuf,
+    /// Holds an exclusive `flock` on the directory until dropped.
+    _lock: File,
+    staged: Vec<(NamedTempFile, String)>,
+}
+
+impl OutputDir {
+    /// Creates `path` if needed and takes the lock.
+    pub fn open(path: &Path) -> Result<Self> {
+        fs::create_dir_all(path)
+            .with_context(|| format!("cannot create the output directory {}", path.display()))?;
+        let lock = File::open(path)
+            .with_context(|| format!("cannot open the output directory {}", path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock the output directory {}", path.display()))?;
+        Ok(OutputDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+            staged: Vec::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new hidden temporary file in the directory that will become `final_name` on commit.
+    /// Returned by index so the caller can write it (see [`Self::file`]).
+    pub fn stage(&mut self, final_name: &str) -> Result<usize> {
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{final_name}."))
+            .suffix(".tmp")
+            .tempfile_in(&self.path)
+            .with_context(|| {
+                format!("cannot create a temporary file in {}", self.path.display())
+            })?;
+        self.staged.push((temp, final_name.to_string()));
+        Ok(self.staged.len() - 1)
+    }
+
+    /// Stages `final_name` with `contents`.
+    pub fn stage_bytes(&mut self, final_name: &str, contents: &[u8]) -> Result<()> {
+        let index = self.stage(final_name)?;
+        self.file(index)
+            .write_all(contents)
+            .with_context(|| format!("cannot write the temporary file for {final_name}"))
+    }
+
+    /// The open temporary file staged at `index`.
+    pub fn file(&mut self, index: usize) -> &mut File {
+        self.staged[index].0.as_file_mut()
+    }
+
+    /// Path of the temporary file staged at `index`.
+    pub fn temp_path(&self, index: usize) -> &Path {
+        self.staged[index].0.path()
+    }
+
+    /// Flushes every staged file to disk, then renames them into place in the order they were
+    /// staged (stage SHA256SUMS last), then flushes the directory. Returns the final paths.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>> {
+        for (temp, name) in &self.staged {
+            let file = temp.as_file();
+            file.set_permissions(Permissions::from_mode(OUTPUT_MODE))
+                .with_context(|| format!("cannot set the mode of {name}"))?;
+            file.sync_all()
+                .with_context(|| format!("cannot flush {name} to disk"))?;
+        }
+        let mut written = Vec::new();
+        for (temp, name) in self.staged.drain(..) {
+            let target = self.path.join(&name);
+            temp.persist(&target).with_context(|| {
+                format!("cannot rename the temporary file to {}", target.display())
+            })?;
+            written.push(target);
+        }
+        File::open(&self.path)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot flush the directory {}", self.path.display()))?;
+        Ok(written)
+    }
+}

@@ -1,0 +1,98 @@
+//! `SHA256SUMS`: the index systemd-sysupdate reads from a `Type=url-file` source to find the
+//! versions on offer and check what it downloads. One directory collects every version and
+//! architecture, so the file is merged, never overwritten: lines for other files are kept, the
+//! line for the file just built is replaced, and lines are sorted by file name so the result
+//! does not depend on build order.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+
+/// File name to lowercase hex SHA-256, sorted by file name (byte order).
+pub type Sums = BTreeMap<String, String>;
+
+/// Parses `sha256sum` output: `<64 hex>  <file>` (text mode) or `<64 hex> *<file>` (binary mode).
+/// A malformed line is an error rather than being dropped, so a merge never silently loses an
+/// entry of a published feed.
+pub fn parse(text: &str) -> Result<Sums> {
+    let mut sums = Sums::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let malformed = || {
+            anyhow::anyhow!(
+                "SHA256SUMS line {}: {line:?} is not `<64 hex digits>  <file name>`; fix or remove \
+                 the line",
+                number + 1
+            )
+        };
+        if line.len() < 67 || !line.is_char_boundary(64) {
+            return Err(malformed());
+        }
+        let (hash, rest) = line.split_at(64);
+        let file = rest
+            .strip_prefix("  ")
+            .or_else(|| rest.strip_prefix(" *"))
+            .ok_or_else(malformed)?;
+        if !hash.bytes().all(|b| b.is_ascii_hexdigit()) || file.is_empty() || file.contains('/') {
+            return Err(malformed());
+        }
+        if sums
+            .insert(file.to_string(), hash.to_ascii_lowercase())
+            .is_some()
+        {
+            bail!(
+                "SHA256SUMS line {}: {file} is listed twice; remove one of the lines",
+                number + 1
+            );
+        }
+    }
+    Ok(sums)
+}
+
+/// Sets the line for `file`, keeping every other line.
+pub fn merge(sums: &mut Sums, file: &str, sha256_hex: &str) {
+    sums.insert(file.to_string(), sha256_hex.to_ascii_lowercase());
+}
+
+/// Renders `<hex>  <file>` lines sorted by file name, as `sha256sum` writes them.
+pub fn render(sums: &Sums) -> String {
+    sums.iter()
+        .map(|(file, hash)| format!("{hash}  {file}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aa00000000000000000000000000000000000000000000000000000000000000";
+    const B: &str = "bb00000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn merge_keeps_others_replaces_own_sorts() {
+        let text = format!("{B}  k-v2-x86-64.raw\n{A} *k-v1-x86-64.raw\n");
+        let mut sums = parse(&text).unwrap();
+        merge(&mut sums, "k-v2-x86-64.raw", A);
+        merge(&mut sums, "k-v1-arm64.raw", B);
+        assert_eq!(
+            render(&sums),
+            format!("{B}  k-v1-arm64.raw\n{A}  k-v1-x86-64.raw\n{A}  k-v2-x86-64.raw\n")
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        for bad in [
+            "nonsense",
+            &format!("{A} x"),
+            &format!("{}  x", &A[..63]),
+            &format!("{A}  a/b"),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("line 1"), "{err}");
+        }
+        assert!(parse(&format!("{A}  x\n{B}  x\n")).is_err());
+    }
+}

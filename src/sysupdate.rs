@@ -1,0 +1,117 @@
+//! The systemd-sysupdate transfer file for a feed of these images (`NAME.conf`, written with
+//! `--update-url`). Installed as `/etc/sysupdate.NAME.d/NAME.conf` it lets
+//! `systemd-sysupdate -C NAME update` fetch new versions into /opt/extensions/NAME and point
+//! `/etc/extensions/NAME.raw` at the newest, the layout Flatcar's sysext-bakery uses.
+//!
+//! File name: systemd up to 256 reads `sysupdate.d/*.conf`; 257 renamed the files to
+//! `*.transfer` but still reads `*.conf` when a directory has no `*.transfer` file, so `.conf` works
+//! on every systemd that has sysupdate.
+
+use anyhow::{bail, Result};
+
+use crate::names::version_with_v;
+
+/// How many versions sysupdate keeps in /opt/extensions/NAME (the current one and two to roll
+/// back to).
+pub const INSTANCES_MAX: u32 = 3;
+
+/// The `MatchPattern=` for the images of `name`: `NAME-v@v-%a.raw`. `@v` is the version, `%a`
+/// the host's architecture in systemd's naming, which is what the image names use.
+pub fn match_pattern(name: &str) -> String {
+    // version_with_v("@v") keeps the single `v` rule of the image names in one place.
+    format!("{name}-{}-%a.raw", version_with_v("@v"))
+}
+
+/// Checks the feed URL: sysupdate's url-file source fetches over HTTP(S) only.
+pub fn validate_update_url(url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        bail!("--update-url {url:?}: must start with https:// (systemd-sysupdate fetches url-file sources over HTTP(S))");
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        bail!("--update-url {url:?}: has no host");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("--update-url {url:?}: contains whitespace or control characters");
+    }
+    Ok(())
+}
+
+/// Renders the transfer file for extension `name` fed from `url` (the directory that holds the
+/// images and SHA256SUMS).
+pub fn render_transfer(name: &str, url: &str) -> Result<String> {
+    validate_update_url(url)?;
+    let pattern = match_pattern(name);
+    let url = url.trim_end_matches('/');
+    Ok(format!(
+        "# systemd-sysupdate transfer for the {name} system extension, written by sysext-assembler.
+# Install as /etc/sysupdate.{name}.d/{name}.conf and run `systemd-sysupdate -C {name} update`
+# (systemd 257 and later also read this file under the newer name {name}.transfer).
+
+[Transfer]
+# Verify=yes (also systemd's default): sysupdate downloads SHA256SUMS.gpg next to SHA256SUMS and
+# checks the detached signature against /etc/systemd/import-pubring.gpg before trusting any
+# checksum. TLS only proves who served the feed, not who built it; the signature is what stops a
+# compromised or mistaken web server from rolling an image onto every node. Publish
+# SHA256SUMS.gpg (gpg --detach-sign --output SHA256SUMS.gpg SHA256SUMS) and install the public
+# key. Only set Verify=no for a feed whose server you trust as much as your build, and know that
+# the checksums then protect against corruption, not against tampering.
+Verify=yes
+
+[Source]
+Type=url-file
+Path={url}/
+MatchPattern={pattern}
+
+[Target]
+Type=regular-file
+Path=/opt/extensions/{name}
+MatchPattern={pattern}
+CurrentSymlink=/etc/extensions/{name}.raw
+InstancesMax={INSTANCES_MAX}
+"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfer_has_required_fields() {
+        let text = render_transfer("keepalived", "https://example.org/feed/").unwrap();
+        for line in [
+            "[Transfer]",
+            "Verify=yes",
+            "[Source]",
+            "Type=url-file",
+            "Path=https://example.org/feed/",
+            "MatchPattern=keepalived-v@v-%a.raw",
+            "[Target]",
+            "Type=regular-file",
+            "Path=/opt/extensions/keepalived",
+            "CurrentSymlink=/etc/extensions/keepalived.raw",
+            "InstancesMax=3",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for url in [
+            "ftp://x/",
+            "example.org",
+            "https://",
+            "https:///x",
+            "https://a b/",
+        ] {
+            assert!(render_transfer("k", url).is_err(), "{url} accepted");
+        }
+    }
+}
