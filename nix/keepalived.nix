@@ -1,0 +1,58 @@
+# keepalived as one static, stripped, musl-linked executable for the host platform of the
+# package set this is called from (pkgsCross.<target>.pkgsStatic in flake.nix).
+#
+# Features and versions come from keepalived.json, the file the non-Nix test build reads too.
+# The install layout is fixed here: the binary is taken from the build tree (no `make install`,
+# which would write /etc), compiled with /usr, /etc and /run as its paths, as on Flatcar.
+{ lib
+, stdenv
+, autoreconfHook
+, pkg-config
+, openssl
+, libnl
+, libmnl
+, libnftnl
+, version
+, release
+, configureFlags
+, src
+}:
+
+stdenv.mkDerivation {
+  pname = "keepalived-static";
+  inherit version src;
+
+  # A git checkout has no configure script; the release tarball ships one, which is used as is.
+  nativeBuildInputs = [ pkg-config ] ++ lib.optionals release.autoreconf [ autoreconfHook ];
+
+  # libnl: IPVS over netlink (needed for IPv6 virtual servers); libmnl + libnftnl: nftables,
+  # which vrrp_strict uses; openssl: VRRP authentication and checkers' TLS.
+  buildInputs = [ openssl libnl libmnl libnftnl ];
+
+  # stdenv would pass --prefix=$out; keepalived compiles its prefix and sysconfdir into the
+  # default configuration path, so give it the paths of the system it runs on instead.
+  dontAddPrefix = true;
+  configureFlags = configureFlags ++ [
+    "--prefix=/usr"
+    "--sysconfdir=/etc"
+  ];
+
+  enableParallelBuilding = true;
+
+  installPhase = ''
+    runHook preInstall
+    install -D -m 0755 keepalived/keepalived "$out/bin/keepalived"
+    runHook postInstall
+  '';
+
+  # Strip the symbol table as well as debug info: the image ships only what runs.
+  stripAllList = [ "bin" ];
+
+  meta = {
+    description = "keepalived ${version}, statically linked against musl";
+    homepage = "https://www.keepalived.org";
+    license = lib.licenses.gpl2Plus;
+    platforms = lib.platforms.linux;
+    mainProgram = "keepalived";
+  };
+}
