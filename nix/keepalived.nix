@@ -39,6 +39,13 @@ stdenv.mkDerivation {
 
   enableParallelBuilding = true;
 
+  # configure lists -lnl-3 before -lnl-genl-3 (it drops the repeated -lnl-3 that pkg-config
+  # gives after -lnl-genl-3). GNU ld resolves static archives in command-line order, so name
+  # both again, in dependency order, in LIBS, which automake puts last on the link line.
+  preBuild = ''
+    makeFlagsArray+=("LIBS=-lnl-genl-3 -lnl-3")
+  '';
+
   installPhase = ''
     runHook preInstall
     install -D -m 0755 keepalived/keepalived "$out/bin/keepalived"

@@ -1,7 +1,5 @@
-# The repository's Nix files, for the formatting and dead-code checks.
+# The repository's Nix files (and the directories holding them), for the formatting and
+# dead-code checks.
 { lib }:
 
-lib.fileset.toSource {
-  root = ../.;
-  fileset = lib.fileset.fileFilter (file: file.hasExt "nix") ../.;
-}
+lib.sources.sourceFilesBySuffices ../. [ ".nix" ]
