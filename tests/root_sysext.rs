@@ -1,0 +1,231 @@
+//! Tests that need root (their names start with `root_`, so a sandbox without root can skip
+//! exactly these with `cargo test -- --skip root_`; anywhere else they fail, not skip, when root
+//! or a tool is missing).
+//!
+//! The main one hands the image to the Linux kernel through the real `systemd-sysext merge` into
+//! a fake root whose os-release matches, the way a Flatcar host does at boot.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Builds the keepalived-like payload, merges it with systemd-sysext into a fake root and checks
+/// that ROOT/usr shows the payload, byte for byte, with the image's modes.
+#[test]
+fn root_systemd_sysext_merges_image() {
+    require_root();
+    for tool in ["unshare", "mount", "systemd-sysext", "sha256sum", "find"] {
+        require_tool(tool);
+    }
+    for compression in ["xz", "zstd", "gzip"] {
+        let dir = tempdir();
+        let payload = dir.path().join("payload");
+        let mut rng = Rng::new(7);
+        let mut binary = rng.bytes(150_000);
+        binary.extend(rng.text(400_000));
+        materialise(
+            &payload,
+            &[
+                (
+                    "usr/lib/systemd/system/keepalived.service".into(),
+                    Spec::File {
+                        contents: b"[Service]\nExecStart=/usr/bin/keepalived --dont-fork\n"
+                            .to_vec(),
+                        executable: false,
+                    },
+                ),
+                (
+                    "usr/lib/systemd/system/multi-user.target.d/10-keepalived.conf".into(),
+                    Spec::File {
+                        contents: b"[Unit]\nUpholds=keepalived.service\n".to_vec(),
+                        executable: false,
+                    },
+                ),
+                (
+                    "usr/share/keepalived/doc".into(),
+                    Spec::Symlink("../../lib/systemd".into()),
+                ),
+            ],
+        );
+        let binary_path = dir.path().join("keepalived");
+        fs::write(&binary_path, &binary).unwrap();
+        fs::set_permissions(&binary_path, fs::Permissions::from_mode(0o755)).unwrap();
+        let out = dir.path().join("out");
+        let output = run(&[
+            "build",
+            "--name",
+            "keepalived",
+            "--version",
+            "2.3.4",
+            "--arch",
+            host_arch(),
+            "--out",
+            path_str(&out),
+            "--tree",
+            path_str(&payload),
+            "--file",
+            &format!("usr/bin/keepalived={}", binary_path.display()),
+            "--os",
+            "flatcar",
+            "--reload-manager",
+            "--compression",
+            compression,
+            "--epoch",
+            "1700000000",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("usr/lib")).unwrap();
+        fs::create_dir_all(root.join("var/lib/extensions")).unwrap();
+        fs::write(
+            root.join("usr/lib/os-release"),
+            "ID=flatcar\nVERSION_ID=4152.2.0\nSYSEXT_LEVEL=1.0\n",
+        )
+        .unwrap();
+        fs::copy(
+            out_image(&out, "keepalived", "2.3.4", host_arch()),
+            root.join("var/lib/extensions/keepalived.raw"),
+        )
+        .unwrap();
+
+        // systemd-sysext needs /run to be a mount point and its final mount to propagate back
+        // into the namespace we inspect, so everything happens inside one unshare.
+        let script = r#"set -e
+mount --bind /run /run
+mount --make-shared /run
+systemd-sysext --root="$1" merge
+cd "$1"
+find usr -printf '%y %m %p %l\n' | LC_ALL=C sort
+echo ---
+find usr -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+cd /
+systemd-sysext --root="$1" unmerge
+"#;
+        let output = Command::new("unshare")
+            .args(["-m", "--propagation", "shared", "sh", "-c", script, "sh"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{compression}: merge failed:\n{}\n{stdout}",
+            stderr(&output)
+        );
+        let (listing, sums) = stdout.split_once("---\n").unwrap();
+        for line in [
+            "f 755 usr/bin/keepalived ",
+            "f 644 usr/lib/extension-release.d/extension-release.keepalived ",
+            "f 644 usr/lib/systemd/system/keepalived.service ",
+            "f 644 usr/lib/systemd/system/multi-user.target.d/10-keepalived.conf ",
+            "l 777 usr/share/keepalived/doc ../../lib/systemd",
+            "f 644 usr/lib/os-release ",
+        ] {
+            assert!(
+                listing.lines().any(|l| l == line),
+                "{compression}: {line:?} missing from\n{listing}"
+            );
+        }
+        let binary_sha = sysext_assembler::hex(&<sha2::Sha256 as sha2::Digest>::digest(&binary));
+        assert!(
+            sums.contains(&format!("{binary_sha}  usr/bin/keepalived")),
+            "{compression}:\n{sums}"
+        );
+        // After unmerge the fake root is as before.
+        assert!(!root.join("usr/bin/keepalived").exists());
+    }
+}
+
+#[test]
+fn root_device_nodes_are_refused() {
+    require_root();
+    require_tool("mknod");
+    for (kind, what) in [("c", "character device"), ("b", "block device")] {
+        let dir = tempdir();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(tree.join("usr/lib")).unwrap();
+        let status = Command::new("mknod")
+            .arg(tree.join("usr/lib/dev"))
+            .args([kind, "1", "3"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = dir.path().join("out");
+        let output = run(&[
+            "build",
+            "--name",
+            "t",
+            "--version",
+            "1",
+            "--arch",
+            "x86-64",
+            "--out",
+            path_str(&out),
+            "--tree",
+            path_str(&tree),
+        ]);
+        assert_eq!(output.status.code(), Some(2));
+        let message = stderr(&output);
+        assert!(
+            message.contains("usr/lib/dev") && message.contains(what),
+            "{message}"
+        );
+        assert!(dir_listing(&out).is_empty());
+    }
+}
+
+/// Owners of the inputs (which only root can vary) do not reach the image.
+#[test]
+fn root_determinism_ignores_owners() {
+    require_root();
+    let dir = tempdir();
+    let mut rng = Rng::new(99);
+    let entries: Vec<(String, Spec)> = (0..12)
+        .map(|i| {
+            let size = rng.below(200_000) as usize;
+            (
+                format!("usr/lib/own/d{}/f{i}", i % 3),
+                Spec::File {
+                    contents: rng.text(size),
+                    executable: i % 2 == 0,
+                },
+            )
+        })
+        .collect();
+    let build = |tree: &Path, out: &Path| {
+        let output = run(&[
+            "build",
+            "--name",
+            "own",
+            "--version",
+            "1",
+            "--arch",
+            "x86-64",
+            "--out",
+            path_str(out),
+            "--tree",
+            path_str(tree),
+            "--epoch",
+            "5",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        fs::read(out.join("own-v1-x86-64.raw")).unwrap()
+    };
+    let a = dir.path().join("a");
+    materialise(&a, &entries);
+    let b = dir.path().join("b");
+    materialise(&b, &entries);
+    for entry in walkdir::WalkDir::new(&b) {
+        let entry = entry.unwrap();
+        let uid = 1000 + rng.below(60_000) as u32;
+        let gid = 1000 + rng.below(60_000) as u32;
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid)).unwrap();
+    }
+    assert!(build(&a, &dir.path().join("out-a")) == build(&b, &dir.path().join("out-b")));
+}
