@@ -126,6 +126,7 @@
           // forEachVariant "static-binary"
             (arch: version: pkgs.callPackage ./nix/check-static-binary.nix {
               inherit arch;
+              inherit (data) configureFlags;
               keepalived = keepalivedFor arch version;
               emulator = staticPkgs.${arch}.stdenv.hostPlatform.emulator staticPkgs.${arch}.buildPackages;
             })
