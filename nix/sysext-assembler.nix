@@ -4,6 +4,7 @@
 { lib
 , rustPlatform
 , squashfsTools
+, util-linux
 , src
 }:
 
@@ -17,8 +18,9 @@ rustPlatform.buildRustPackage {
 
   cargoLock.lockFile = ../Cargo.lock;
 
-  # The tests compare images against Debian-independent readers: unsquashfs lists and extracts.
-  nativeCheckInputs = [ squashfsTools ];
+  # unsquashfs: the tests check images against an independent reader; taskset (util-linux): the
+  # determinism test builds on one core and on all to show the core count does not matter.
+  nativeCheckInputs = [ squashfsTools util-linux ];
   checkFlags = [ "--skip=root_" ];
 
   meta = {
