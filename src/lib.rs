@@ -5,7 +5,10 @@
 pub mod commands;
 pub mod compress;
 pub mod extension_release;
+pub mod file_hash;
 pub mod image;
+pub mod image_reader;
+pub mod listing;
 pub mod manifest;
 pub mod names;
 pub mod output;

@@ -1,11 +1,379 @@
-//! `sysext-assembler diff` (not implemented yet).
+//! `sysext-assembler diff`: what differs between two images, read without mounting them. It
+//! replaces mount-and-compare scripts when chasing a build that is not reproducible: first the
+//! entries (added, removed, changed), then the superblock fields, and when every entry matches
+//! but the bytes do not, which tables or areas of the file differ.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Placeholder until the command is implemented.
-#[derive(clap::Args)]
-pub struct Args {}
+use anyhow::{Context, Result};
+use backhand::SuperBlock;
 
-pub fn run(_args: &Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("'diff' is not implemented yet")
+use crate::image_reader::{compressor_name, Image, ImageEntry, Region};
+use crate::listing::{mode_string, utc_time};
+
+/// Show what differs between two images.
+///
+/// Lists entries added, removed or changed (content, mode, owner, mtime, symlink target), then
+/// differing superblock fields, and, when all entries match but the files do not, which tables
+/// or areas of the files differ. No mount, no root.
+///
+/// Exit status: 0 when the files are byte-identical, 1 when they differ, 2 on errors.
+///
+/// Example:
+///   sysext-assembler diff out-a/keepalived-v2.3.4-x86-64.raw out-b/keepalived-v2.3.4-x86-64.raw
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The first image ("a").
+    a: PathBuf,
+    /// The second image ("b").
+    b: PathBuf,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let a = Image::open(&args.a)?;
+    let b = Image::open(&args.b)?;
+    let report = compare(&a, &args.a, &b, &args.b)?;
+    print!("{}", report.text);
+    Ok(if report.identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The outcome of comparing two images.
+pub struct Report {
+    /// True when the two files are byte-identical.
+    pub identical: bool,
+    /// Human-readable lines, one difference each, ending with a summary line.
+    pub text: String,
+}
+
+/// Compares two opened images (and their files, for the byte-level part).
+pub fn compare(a: &Image, a_path: &Path, b: &Image, b_path: &Path) -> Result<Report> {
+    let mut out = String::new();
+    let entry_lines = entry_differences(a, b);
+    let superblock_lines = superblock_differences(&a.superblock, &b.superblock);
+    let mut region_lines = Vec::new();
+    let same_entries = entry_lines.is_empty();
+    let identical = a.file_size == b.file_size && files_equal(a_path, b_path, 0..a.file_size)?;
+    if same_entries && !identical {
+        region_lines = region_differences(a, a_path, b, b_path)?;
+    }
+
+    if !entry_lines.is_empty() {
+        out.push_str("entries:\n");
+        for line in &entry_lines {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    if !superblock_lines.is_empty() {
+        out.push_str("superblock:\n");
+        for line in &superblock_lines {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    if !region_lines.is_empty() {
+        out.push_str("areas of the file (every entry matches, the bytes do not):\n");
+        for line in &region_lines {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    let summary = if identical {
+        "the images are byte-identical".to_string()
+    } else if same_entries {
+        format!(
+            "same entries, different bytes: {} superblock field(s) and {} area(s) differ",
+            superblock_lines.len(),
+            region_lines.len()
+        )
+    } else {
+        format!(
+            "{} entry difference(s), {} superblock field(s) differ",
+            entry_lines.len(),
+            superblock_lines.len()
+        )
+    };
+    out.push_str(&summary);
+    out.push('\n');
+    Ok(Report {
+        identical,
+        text: out,
+    })
+}
+
+fn describe_entry(entry: &ImageEntry) -> String {
+    let mut s = format!("{} {}/{}", mode_string(entry), entry.uid, entry.gid);
+    if let Some(size) = entry.size {
+        s.push_str(&format!(", {size} bytes"));
+    }
+    if let Some(target) = &entry.target {
+        s.push_str(&format!(", -> {target}"));
+    }
+    s
+}
+
+/// Differences between entries, in path order; the root directory shows as `/`.
+fn entry_differences(a: &Image, b: &Image) -> Vec<String> {
+    let mut lines = Vec::new();
+    let changes = entry_changes(&a.root, &b.root);
+    if !changes.is_empty() {
+        lines.push(format!("changed  /: {}", changes.join("; ")));
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a.entries.len() || j < b.entries.len() {
+        let order = match (a.entries.get(i), b.entries.get(j)) {
+            (Some(x), Some(y)) => x.path.as_bytes().cmp(y.path.as_bytes()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let x = &a.entries[i];
+                lines.push(format!("removed  /{} ({})", x.path, describe_entry(x)));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                let y = &b.entries[j];
+                lines.push(format!("added    /{} ({})", y.path, describe_entry(y)));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let changes = entry_changes(&a.entries[i], &b.entries[j]);
+                if !changes.is_empty() {
+                    lines.push(format!(
+                        "changed  /{}: {}",
+                        a.entries[i].path,
+                        changes.join("; ")
+                    ));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    lines
+}
+
+fn entry_changes(x: &ImageEntry, y: &ImageEntry) -> Vec<String> {
+    let mut changes = Vec::new();
+    if x.kind != y.kind {
+        changes.push(format!("type {} -> {}", x.kind.as_str(), y.kind.as_str()));
+    }
+    if x.mode != y.mode {
+        changes.push(format!("mode {:04o} -> {:04o}", x.mode, y.mode));
+    }
+    if (x.uid, x.gid) != (y.uid, y.gid) {
+        changes.push(format!("owner {}:{} -> {}:{}", x.uid, x.gid, y.uid, y.gid));
+    }
+    if x.mtime != y.mtime {
+        changes.push(format!(
+            "mtime {} ({}) -> {} ({})",
+            x.mtime,
+            utc_time(x.mtime),
+            y.mtime,
+            utc_time(y.mtime)
+        ));
+    }
+    if x.size != y.size {
+        changes.push(format!("size {} -> {}", opt(&x.size), opt(&y.size)));
+    }
+    if x.sha256 != y.sha256 {
+        changes.push(format!(
+            "content sha256 {} -> {}",
+            opt(&x.sha256),
+            opt(&y.sha256)
+        ));
+    }
+    if x.target != y.target {
+        changes.push(format!(
+            "symlink target {} -> {}",
+            opt(&x.target),
+            opt(&y.target)
+        ));
+    }
+    if x.device != y.device {
+        changes.push(format!("device {} -> {}", opt(&x.device), opt(&y.device)));
+    }
+    changes
+}
+
+fn opt<T: std::fmt::Display>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |v| v.to_string())
+}
+
+/// Every superblock field that differs, as `name: a -> b`.
+pub fn superblock_differences(a: &SuperBlock, b: &SuperBlock) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut field = |name: &str, x: String, y: String| {
+        if x != y {
+            lines.push(format!("{name}: {x} -> {y}"));
+        }
+    };
+    field(
+        "inode_count",
+        a.inode_count.to_string(),
+        b.inode_count.to_string(),
+    );
+    field(
+        "mod_time",
+        format!("{} ({})", a.mod_time, utc_time(a.mod_time)),
+        format!("{} ({})", b.mod_time, utc_time(b.mod_time)),
+    );
+    field(
+        "block_size",
+        a.block_size.to_string(),
+        b.block_size.to_string(),
+    );
+    field(
+        "frag_count",
+        a.frag_count.to_string(),
+        b.frag_count.to_string(),
+    );
+    field(
+        "compressor",
+        compressor_name(a.compressor).to_string(),
+        compressor_name(b.compressor).to_string(),
+    );
+    field(
+        "block_log",
+        a.block_log.to_string(),
+        b.block_log.to_string(),
+    );
+    field("flags", flag_names(a.flags), flag_names(b.flags));
+    field("id_count", a.id_count.to_string(), b.id_count.to_string());
+    field(
+        "root_inode",
+        format!("{:#x}", a.root_inode),
+        format!("{:#x}", b.root_inode),
+    );
+    field(
+        "bytes_used",
+        a.bytes_used.to_string(),
+        b.bytes_used.to_string(),
+    );
+    for (name, x, y) in [
+        ("id_table", a.id_table, b.id_table),
+        ("xattr_table", a.xattr_table, b.xattr_table),
+        ("inode_table", a.inode_table, b.inode_table),
+        ("dir_table", a.dir_table, b.dir_table),
+        ("frag_table", a.frag_table, b.frag_table),
+        ("export_table", a.export_table, b.export_table),
+    ] {
+        field(name, table_offset(x), table_offset(y));
+    }
+    lines
+}
+
+fn table_offset(offset: u64) -> String {
+    if offset == u64::MAX {
+        "unset".to_string()
+    } else {
+        offset.to_string()
+    }
+}
+
+/// Superblock flags by name (squashfs format, "superblock flags").
+fn flag_names(flags: u16) -> String {
+    const NAMES: [&str; 11] = [
+        "inodes-uncompressed",
+        "data-uncompressed",
+        "unused",
+        "fragments-uncompressed",
+        "no-fragments",
+        "always-fragments",
+        "deduplicated",
+        "export-table",
+        "xattrs-uncompressed",
+        "no-xattrs",
+        "compressor-options",
+    ];
+    let names: Vec<&str> = NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| flags & (1 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    format!("{flags:#06x} [{}]", names.join(","))
+}
+
+/// Which named areas differ: present in one file only, at other offsets, or with other bytes.
+fn region_differences(a: &Image, a_path: &Path, b: &Image, b_path: &Path) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let find = |regions: &[Region], name: &str| regions.iter().find(|r| r.name == name).cloned();
+    let mut names: Vec<&str> = a.regions.iter().map(|r| r.name).collect();
+    for r in &b.regions {
+        if !names.contains(&r.name) {
+            names.push(r.name);
+        }
+    }
+    for name in names {
+        match (find(&a.regions, name), find(&b.regions, name)) {
+            (Some(x), None) => lines.push(format!("{name}: only in a (bytes {:?})", x.range)),
+            (None, Some(y)) => lines.push(format!("{name}: only in b (bytes {:?})", y.range)),
+            (Some(x), Some(y)) => {
+                let same_len = x.range.end - x.range.start == y.range.end - y.range.start;
+                let same_bytes = same_len && regions_equal(a_path, &x.range, b_path, &y.range)?;
+                if !same_bytes {
+                    let what = if same_len {
+                        "content differs"
+                    } else {
+                        "length differs"
+                    };
+                    lines.push(format!(
+                        "{name}: {what} (a bytes {:?}, b bytes {:?})",
+                        x.range, y.range
+                    ));
+                } else if x.range != y.range {
+                    lines.push(format!(
+                        "{name}: same bytes at another offset (a {:?}, b {:?})",
+                        x.range, y.range
+                    ));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(lines)
+}
+
+fn files_equal(a: &Path, b: &Path, range: std::ops::Range<u64>) -> Result<bool> {
+    regions_equal(a, &range, b, &range)
+}
+
+/// Compares two equally long byte ranges of two files in chunks.
+fn regions_equal(
+    a: &Path,
+    ra: &std::ops::Range<u64>,
+    b: &Path,
+    rb: &std::ops::Range<u64>,
+) -> Result<bool> {
+    let open = |path: &Path, start: u64| -> Result<File> {
+        let mut file =
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        file.seek(SeekFrom::Start(start))
+            .with_context(|| format!("cannot seek in {}", path.display()))?;
+        Ok(file)
+    };
+    let (mut fa, mut fb) = (open(a, ra.start)?, open(b, rb.start)?);
+    let mut left = ra.end - ra.start;
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    while left > 0 {
+        let n = left.min(ba.len() as u64) as usize;
+        fa.read_exact(&mut ba[..n])
+            .with_context(|| format!("cannot read {}", a.display()))?;
+        fb.read_exact(&mut bb[..n])
+            .with_context(|| format!("cannot read {}", b.display()))?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+        left -= n as u64;
+    }
+    Ok(true)
 }

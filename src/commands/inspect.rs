@@ -1,11 +1,117 @@
-//! `sysext-assembler inspect` (not implemented yet).
+//! `sysext-assembler inspect`: what an image holds, read without mounting it: the superblock,
+//! every entry like `unsquashfs -lls`, and the extension-release fields.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Placeholder until the command is implemented.
-#[derive(clap::Args)]
-pub struct Args {}
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
 
-pub fn run(_args: &Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("'inspect' is not implemented yet")
+use crate::file_hash::sha256_file;
+use crate::image_reader::Image;
+use crate::listing::{entry_json, ls_line, utc_time};
+
+/// List an image's entries and extension-release fields.
+///
+/// Reads the image through a bounded SquashFS reader (no mount, no root). Each entry line shows
+/// type and mode, uid/gid, size, mtime (UTC) and path, like `unsquashfs -lln`.
+///
+/// Example:
+///   sysext-assembler inspect keepalived-v2.3.4-x86-64.raw
+///   sysext-assembler inspect --json keepalived-v2.3.4-x86-64.raw | jq '.entries[].path'
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The SquashFS image to read.
+    image: PathBuf,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// extension-release files live here; the one for NAME is `extension-release.NAME`.
+const EXTENSION_RELEASE_DIR: &str = "usr/lib/extension-release.d/";
+/// extension-release files are a few lines; anything larger is not one.
+const EXTENSION_RELEASE_MAX: u64 = 64 * 1024;
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let image = Image::open(&args.image)?;
+    let sha256 = sha256_file(&args.image)?;
+    let releases = extension_releases(&image)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&image, &sha256, &releases))?
+        );
+    } else {
+        print_text(&image, &sha256, &releases);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every `usr/lib/extension-release.d/extension-release.*` file with its `KEY=VALUE` lines.
+pub fn extension_releases(image: &Image) -> Result<Vec<(String, Vec<(String, String)>)>> {
+    let mut found = Vec::new();
+    for entry in &image.entries {
+        let Some(name) = entry.path.strip_prefix(EXTENSION_RELEASE_DIR) else {
+            continue;
+        };
+        if !name.starts_with("extension-release.") || entry.size.is_none() {
+            continue;
+        }
+        let content = image.read_file(&entry.path, EXTENSION_RELEASE_MAX)?;
+        let text = String::from_utf8_lossy(&content);
+        let fields = crate::extension_release::parse_fields(&text)
+            .with_context(|| format!("/{} cannot be parsed", entry.path))?;
+        found.push((entry.path.clone(), fields.into_iter().collect()));
+    }
+    Ok(found)
+}
+
+fn to_json(image: &Image, sha256: &str, releases: &[(String, Vec<(String, String)>)]) -> Value {
+    let sb = &image.superblock;
+    json!({
+        "image": { "size": image.file_size, "sha256": sha256 },
+        "superblock": {
+            "compression": image.compression(),
+            "block_size": sb.block_size,
+            "mod_time": sb.mod_time,
+            "inode_count": sb.inode_count,
+            "fragment_count": sb.frag_count,
+            "id_count": sb.id_count,
+            "flags": format!("{:#06x}", sb.flags),
+            "bytes_used": sb.bytes_used,
+        },
+        "root": entry_json(&image.root),
+        "entries": image.entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "extension_release": releases.iter().map(|(path, fields)| json!({
+            "path": path,
+            "fields": fields.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_text(image: &Image, sha256: &str, releases: &[(String, Vec<(String, String)>)]) {
+    let sb = &image.superblock;
+    println!("image: {} bytes, sha256 {sha256}", image.file_size);
+    println!(
+        "squashfs: {} compression, block size {}, {} inodes, {} fragments, created {} UTC",
+        image.compression(),
+        sb.block_size,
+        sb.inode_count,
+        sb.frag_count,
+        utc_time(sb.mod_time)
+    );
+    println!();
+    println!("{}", ls_line(&image.root));
+    for entry in &image.entries {
+        println!("{}", ls_line(entry));
+    }
+    for (path, fields) in releases {
+        println!();
+        println!("/{path}:");
+        for (key, value) in fields {
+            println!("  {key}={value}");
+        }
+    }
 }

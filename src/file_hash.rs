@@ -1,0 +1,29 @@
+//! Hashing whole image files, the main cost of `verify`: large sequential reads into sha2,
+//! which uses the CPU's SHA extensions when present (see BENCHMARKS.md for the comparison with
+//! `sha256sum`).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::hex;
+
+/// Lowercase hex sha256 of the file at `path`.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}

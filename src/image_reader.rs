@@ -1,0 +1,1034 @@
+//! Reading SquashFS images that may be hostile: `verify`, `inspect` and `diff` run on files
+//! downloaded from anywhere, so opening one must end in a listing or a clear error, never in a
+//! panic, a hang or an allocation the file's size does not justify.
+//!
+//! backhand trusts several header fields: a file inode's size decides how many block sizes it
+//! pre-allocates (up to 2 GiB), a metadata block may decompress to 4 MiB instead of 8 KiB,
+//! directory depth becomes recursion depth and every entry clones its full path. So before
+//! backhand sees an image, [`Image::from_reader`] checks the superblock, decompresses the inode
+//! and directory tables itself under a budget, walks every inode and directory entry with
+//! explicit bounds, and only then lets backhand parse the same bytes. backhand runs inside
+//! `catch_unwind` as a last line of defence; a panic there is reported as a malformed image.
+//! File contents are hashed under a total budget, since sparse blocks cost no bytes on disk.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use backhand::compression::Compressor;
+use backhand::kind::{Kind, LE_V4_0};
+use backhand::v4::metadata;
+use backhand::{
+    BackhandError, FilesystemReader, InnerNode, Squashfs, SquashfsFileReader, SuperBlock,
+};
+use sha2::{Digest, Sha256};
+
+use crate::hex;
+
+/// Bounds on what reading one image may cost. [`Limits::DEFAULT`] is what the commands use; the
+/// numbers are far above any sysext (the keepalived image has a dozen entries and 30 MB of content)
+/// and far below what would hurt the machine running the check.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest image file accepted.
+    pub max_image_bytes: u64,
+    /// Most inodes and most directory entries.
+    pub max_entries: u32,
+    /// Most bytes of decompressed inode table plus directory table.
+    pub max_metadata_bytes: usize,
+    /// Longest path inside the image (Linux's PATH_MAX).
+    pub max_path_bytes: usize,
+    /// Deepest directory nesting.
+    pub max_depth: usize,
+    /// Most bytes of all paths together (each entry holds its full path in memory).
+    pub max_total_path_bytes: usize,
+    /// Most bytes of file content read and hashed, sparse blocks included.
+    pub max_content_bytes: u64,
+    /// Most bytes of decompressed fragment blocks (backhand caches every fragment it reads).
+    pub max_fragment_cache_bytes: u64,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        max_image_bytes: 8 << 30,
+        max_entries: 1 << 20,
+        max_metadata_bytes: 256 << 20,
+        max_path_bytes: 4096,
+        max_depth: 256,
+        max_total_path_bytes: 256 << 20,
+        max_content_bytes: 8 << 30,
+        max_fragment_cache_bytes: 1 << 30,
+    };
+}
+
+/// SquashFS metadata blocks hold at most 8 KiB once decompressed (squashfs format, "metadata").
+const METADATA_BLOCK_MAX: usize = metadata::METADATA_MAXSIZE;
+const SUPERBLOCK_BYTES: u64 = 96;
+const NOT_SET: u64 = u64::MAX;
+const NO_FRAGMENT: u32 = u32::MAX;
+/// backhand refuses files of 2 TiB or more; the walker mirrors that so the two agree.
+const MAX_FILE_SIZE: u64 = 2 << 40;
+
+/// What an entry is. Device nodes, fifos and sockets are listed so `inspect` can show a foreign
+/// image as it is; `verify` refuses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+}
+
+impl EntryKind {
+    /// The name used in manifests and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Dir => "dir",
+            EntryKind::File => "file",
+            EntryKind::Symlink => "symlink",
+            EntryKind::CharDevice => "char-device",
+            EntryKind::BlockDevice => "block-device",
+            EntryKind::Fifo => "fifo",
+            EntryKind::Socket => "socket",
+        }
+    }
+
+    /// The type letter `ls -l` and `unsquashfs -lls` print.
+    pub fn ls_letter(self) -> char {
+        match self {
+            EntryKind::Dir => 'd',
+            EntryKind::File => '-',
+            EntryKind::Symlink => 'l',
+            EntryKind::CharDevice => 'c',
+            EntryKind::BlockDevice => 'b',
+            EntryKind::Fifo => 'p',
+            EntryKind::Socket => 's',
+        }
+    }
+}
+
+/// One entry as stored in the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntry {
+    /// Relative to the image root, `/`-separated, no leading `/`; empty for the root itself.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission bits including setuid, setgid and sticky (`0o7777` at most).
+    pub mode: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u32,
+    /// Files: content length.
+    pub size: Option<u64>,
+    /// Files: lowercase hex sha256 of the content.
+    pub sha256: Option<String>,
+    /// Symlinks: the target.
+    pub target: Option<String>,
+    /// Device nodes: the device number as stored.
+    pub device: Option<u32>,
+}
+
+/// A named byte range of the image file (superblock, tables, data), for `diff`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub name: &'static str,
+    pub range: Range<u64>,
+}
+
+/// An opened, fully checked image: its superblock, every entry with content hashes, and a
+/// handle to read small files (extension-release) again.
+pub struct Image {
+    pub file_size: u64,
+    pub superblock: SuperBlock,
+    /// The root directory (path "").
+    pub root: ImageEntry,
+    /// Every other entry, sorted by path in byte order.
+    pub entries: Vec<ImageEntry>,
+    /// Where each part of the file lies, sorted by offset, covering the whole file.
+    pub regions: Vec<Region>,
+    fs: FilesystemReader<'static>,
+    /// Path -> index into `fs.root.nodes`, for files.
+    file_nodes: HashMap<String, usize>,
+}
+
+/// Compressor name as mksquashfs and the manifest spell it.
+pub fn compressor_name(compressor: Compressor) -> &'static str {
+    match compressor {
+        Compressor::Uncompressed => "none",
+        Compressor::Gzip => "gzip",
+        Compressor::Lzma => "lzma",
+        Compressor::Lzo => "lzo",
+        Compressor::Xz => "xz",
+        Compressor::Lz4 => "lz4",
+        Compressor::Zstd => "zstd",
+    }
+}
+
+impl Image {
+    /// Opens the image at `path` with [`Limits::DEFAULT`]. Errors name the file and what is wrong.
+    pub fn open(path: &Path) -> Result<Image> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        Image::from_reader(
+            BufReader::with_capacity(1 << 16, file),
+            len,
+            &Limits::DEFAULT,
+        )
+        .with_context(|| format!("{} is not a readable SquashFS image", path.display()))
+    }
+
+    /// Checks and reads an image of `len` bytes from `reader`, which must start at the image.
+    pub fn from_reader<R>(mut reader: R, len: u64, limits: &Limits) -> Result<Image>
+    where
+        R: BufRead + Seek + Send + 'static,
+    {
+        let checked = precheck(&mut reader, len, limits)?;
+        reader.rewind().context("cannot rewind the image")?;
+
+        let kind = squashfs_kind();
+        let parsed = catch_unwind(AssertUnwindSafe(move || {
+            Squashfs::from_reader_with_offset_and_kind(reader, 0, kind)
+                .and_then(Squashfs::into_filesystem_reader)
+        }));
+        let fs = match parsed {
+            Ok(Ok(fs)) => fs,
+            Ok(Err(err)) => bail!("the SquashFS reader rejected it: {}", describe(&err)),
+            Err(_) => bail!("the SquashFS reader crashed on it (the image is malformed)"),
+        };
+        build_image(fs, checked, len, limits)
+    }
+
+    /// Reads one whole file of the image, refusing files above `max` bytes.
+    pub fn read_file(&self, path: &str, max: u64) -> Result<Vec<u8>> {
+        let index = *self
+            .file_nodes
+            .get(path)
+            .ok_or_else(|| anyhow!("{path} is not a regular file in the image"))?;
+        let InnerNode::File(file) = &self.fs.root.nodes[index].inner else {
+            bail!("{path} is not a regular file in the image");
+        };
+        let len = file.file_len() as u64;
+        if len > max {
+            bail!("{path} is {len} bytes, more than the {max} bytes expected");
+        }
+        let mut content = Vec::with_capacity(len as usize);
+        read_content(&self.fs, file, path, |chunk| {
+            content.extend_from_slice(chunk)
+        })?;
+        Ok(content)
+    }
+
+    /// The entry at `path` ("" for the root).
+    pub fn entry(&self, path: &str) -> Option<&ImageEntry> {
+        if path.is_empty() {
+            return Some(&self.root);
+        }
+        self.entries
+            .binary_search_by(|e| e.path.as_bytes().cmp(path.as_bytes()))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    pub fn compression(&self) -> &'static str {
+        compressor_name(self.superblock.compressor)
+    }
+}
+
+fn squashfs_kind() -> Kind {
+    Kind::from_const(LE_V4_0).expect("little-endian SquashFS 4.0 is built into backhand")
+}
+
+/// What the precheck learned and later steps reuse.
+struct Checked {
+    superblock: SuperBlock,
+    regions: Vec<Region>,
+    entry_count: usize,
+}
+
+/// The superblock checks, the bounded table walk and the region map: everything that must hold
+/// before backhand is allowed to parse the image.
+fn precheck<R: BufRead + Seek + Send>(
+    reader: &mut R,
+    len: u64,
+    limits: &Limits,
+) -> Result<Checked> {
+    if len < SUPERBLOCK_BYTES {
+        bail!("it is {len} bytes long, shorter than a SquashFS superblock (96 bytes)");
+    }
+    if len > limits.max_image_bytes {
+        bail!(
+            "it is {len} bytes long; this tool reads images up to {} bytes (a sysext is far smaller)",
+            limits.max_image_bytes
+        );
+    }
+    let kind = squashfs_kind();
+    let mut magic = [0u8; 4];
+    reader
+        .read_exact(&mut magic)
+        .context("cannot read the superblock")?;
+    if &magic != b"hsqs" {
+        bail!("it does not start with the SquashFS magic \"hsqs\" (found {magic:02x?})");
+    }
+    reader.rewind()?;
+    let (sb, _options) = Squashfs::superblock_and_compression_options(reader, &kind)
+        .map_err(|err| anyhow!("its superblock is invalid: {}", describe(&err)))?;
+    check_superblock(&sb, len, limits)?;
+
+    // Where the directory table ends: backhand reads it up to the first lookup table's first
+    // metadata block, in this order of preference.
+    let fragment_blocks = if sb.frag_count != 0 && sb.frag_table != NOT_SET {
+        Some(lookup_table_start(reader, &sb, sb.frag_table, "fragment")?)
+    } else {
+        None
+    };
+    let export_blocks = if sb.nfs_export_table_exists() && sb.export_table != NOT_SET {
+        Some(lookup_table_start(reader, &sb, sb.export_table, "export")?)
+    } else {
+        None
+    };
+    let id_blocks = lookup_table_start(reader, &sb, sb.id_table, "id")?;
+    let dir_end = fragment_blocks.or(export_blocks).unwrap_or(id_blocks);
+    if dir_end <= sb.dir_table {
+        bail!(
+            "its directory table (byte {}) does not end before the next table (byte {dir_end})",
+            sb.dir_table
+        );
+    }
+
+    let mut budget = limits.max_metadata_bytes;
+    let inodes = read_metadata_region(
+        reader,
+        &sb,
+        &kind,
+        sb.inode_table,
+        sb.dir_table,
+        "inode table",
+        &mut budget,
+    )?;
+    let dirs = read_metadata_region(
+        reader,
+        &sb,
+        &kind,
+        sb.dir_table,
+        dir_end,
+        "directory table",
+        &mut budget,
+    )?;
+
+    let walked = walk_inodes(&inodes, &sb)?;
+    let root = root_inode(&inodes, &walked, &sb)?;
+    let entry_count = walk_directories(&dirs, &walked, root, limits)?;
+
+    let regions = region_map(reader, &sb, len, fragment_blocks, export_blocks, id_blocks)?;
+    Ok(Checked {
+        superblock: sb,
+        regions,
+        entry_count,
+    })
+}
+
+fn check_superblock(sb: &SuperBlock, len: u64, limits: &Limits) -> Result<()> {
+    match sb.compressor {
+        Compressor::Xz | Compressor::Gzip | Compressor::Zstd => {}
+        other => bail!(
+            "it uses the {} compressor; only xz, zstd and gzip images are read",
+            compressor_name(other)
+        ),
+    }
+    if sb.inode_count == 0 || sb.inode_count > limits.max_entries {
+        bail!(
+            "its superblock claims {} inodes; between 1 and {} are accepted",
+            sb.inode_count,
+            limits.max_entries
+        );
+    }
+    if sb.bytes_used > len || sb.bytes_used < SUPERBLOCK_BYTES {
+        bail!(
+            "its superblock claims {} bytes used but the file has {len} (truncated or corrupted)",
+            sb.bytes_used
+        );
+    }
+    let end = sb.bytes_used;
+    if !(SUPERBLOCK_BYTES <= sb.inode_table
+        && sb.inode_table < sb.dir_table
+        && sb.dir_table < end
+        && sb.id_table < end)
+    {
+        bail!(
+            "its table offsets are out of order or outside the image (inode {}, directory {}, id {}, bytes used {end})",
+            sb.inode_table,
+            sb.dir_table,
+            sb.id_table
+        );
+    }
+    for (name, offset) in [
+        ("fragment", sb.frag_table),
+        ("export", sb.export_table),
+        ("xattr", sb.xattr_table),
+    ] {
+        if offset != NOT_SET && (offset <= sb.dir_table || offset >= end) {
+            bail!("its {name} table offset {offset} is outside the image's table area");
+        }
+    }
+    if sb.id_count == 0 {
+        bail!("its id table is empty (every inode needs an owner)");
+    }
+    let fragment_cache = u64::from(sb.frag_count) * u64::from(sb.block_size);
+    if fragment_cache > limits.max_fragment_cache_bytes {
+        bail!(
+            "it declares {} fragments of {} bytes; this tool decompresses at most {} bytes of fragments",
+            sb.frag_count,
+            sb.block_size,
+            limits.max_fragment_cache_bytes
+        );
+    }
+    if sb.frag_count != 0 && sb.frag_table == NOT_SET {
+        bail!(
+            "it declares {} fragments but no fragment table",
+            sb.frag_count
+        );
+    }
+    Ok(())
+}
+
+/// A lookup table (fragments, export, ids) is an index of 8-byte pointers to metadata blocks;
+/// returns where its first block starts, checked to lie inside the table area.
+fn lookup_table_start<R: Read + Seek>(
+    reader: &mut R,
+    sb: &SuperBlock,
+    index: u64,
+    name: &str,
+) -> Result<u64> {
+    reader.seek(SeekFrom::Start(index))?;
+    let mut ptr = [0u8; 8];
+    reader
+        .read_exact(&mut ptr)
+        .with_context(|| format!("cannot read the {name} table index at byte {index}"))?;
+    let ptr = u64::from_le_bytes(ptr);
+    if ptr <= sb.dir_table || ptr >= index {
+        bail!("its {name} table index points to byte {ptr}, outside the area between the directory table and the index");
+    }
+    Ok(ptr)
+}
+
+/// Decompressed bytes of a metadata area, and where each on-disk block starts in them.
+struct MetadataArea {
+    bytes: Vec<u8>,
+    /// Offset of a block relative to the area's start on disk -> offset in `bytes`.
+    block_at: HashMap<u64, usize>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_metadata_region<R: Read + Seek>(
+    reader: &mut R,
+    sb: &SuperBlock,
+    kind: &Kind,
+    start: u64,
+    end: u64,
+    what: &str,
+    budget: &mut usize,
+) -> Result<MetadataArea> {
+    reader.seek(SeekFrom::Start(start))?;
+    let mut area = MetadataArea {
+        bytes: Vec::new(),
+        block_at: HashMap::new(),
+    };
+    let mut pos = start;
+    while pos < end {
+        let block = metadata::read_block(reader, sb, kind).map_err(|err| {
+            anyhow!(
+                "its {what} block at byte {pos} cannot be read: {}",
+                describe(&err)
+            )
+        })?;
+        if block.len() > METADATA_BLOCK_MAX {
+            bail!(
+                "its {what} block at byte {pos} decompresses to {} bytes, more than the format's {METADATA_BLOCK_MAX}",
+                block.len()
+            );
+        }
+        if block.len() > *budget {
+            bail!("its inode and directory tables decompress to more than this tool reads");
+        }
+        *budget -= block.len();
+        area.block_at.insert(pos - start, area.bytes.len());
+        area.bytes.extend_from_slice(&block);
+        pos = reader.stream_position()?;
+    }
+    if pos != end {
+        bail!("its {what} runs past its end at byte {end} (to byte {pos})");
+    }
+    Ok(area)
+}
+
+/// A little-endian cursor whose reads fail instead of panicking past the end.
+struct Bytes<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.data.len());
+        let Some(end) = end else {
+            bail!(
+                "a record at offset {} runs past the end of its table",
+                self.pos
+            );
+        };
+        let slice = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into()?))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into()?))
+    }
+    fn done(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+}
+
+/// Where a directory's listing lies in the directory table.
+#[derive(Clone, Copy)]
+struct DirListing {
+    block_index: u32,
+    block_offset: u32,
+    file_size: u32,
+}
+
+struct WalkedInode {
+    /// Basic type 1..=7 (extended types folded onto their basic type).
+    base_type: u16,
+    listing: Option<DirListing>,
+}
+
+struct WalkedInodes {
+    by_number: HashMap<u32, WalkedInode>,
+    /// Offset in the decompressed inode table -> inode number.
+    by_offset: HashMap<usize, u32>,
+}
+
+/// Walks the decompressed inode table the way backhand will parse it, checking every
+/// variable-length part against the bytes actually present.
+fn walk_inodes(area: &MetadataArea, sb: &SuperBlock) -> Result<WalkedInodes> {
+    let mut cur = Bytes {
+        data: &area.bytes,
+        pos: 0,
+    };
+    let mut walked = WalkedInodes {
+        by_number: HashMap::new(),
+        by_offset: HashMap::new(),
+    };
+    while !cur.done() {
+        let offset = cur.pos;
+        let inode_type = cur.u16()?;
+        let _permissions = cur.u16()?;
+        let uid_index = cur.u16()?;
+        let gid_index = cur.u16()?;
+        let _mtime = cur.u32()?;
+        let number = cur.u32()?;
+        if uid_index >= sb.id_count || gid_index >= sb.id_count {
+            bail!("inode {number} names an owner outside the id table");
+        }
+        let mut listing = None;
+        match inode_type {
+            1 => {
+                let block_index = cur.u32()?;
+                let _links = cur.u32()?;
+                let file_size = u32::from(cur.u16()?);
+                let block_offset = u32::from(cur.u16()?);
+                let _parent = cur.u32()?;
+                listing = Some(DirListing {
+                    block_index,
+                    block_offset,
+                    file_size,
+                });
+            }
+            8 => {
+                let _links = cur.u32()?;
+                let file_size = cur.u32()?;
+                let block_index = cur.u32()?;
+                let _parent = cur.u32()?;
+                let index_count = cur.u16()?;
+                let block_offset = u32::from(cur.u16()?);
+                let _xattr = cur.u32()?;
+                for _ in 0..index_count {
+                    cur.take(8)?;
+                    let name_size = cur.u32()?;
+                    if name_size >= 256 {
+                        bail!("directory inode {number} has an index name of {name_size} bytes");
+                    }
+                    cur.take(name_size as usize + 1)?;
+                }
+                listing = Some(DirListing {
+                    block_index,
+                    block_offset,
+                    file_size,
+                });
+            }
+            2 => {
+                let _blocks_start = cur.u32()?;
+                let fragment = cur.u32()?;
+                let _block_offset = cur.u32()?;
+                let size = u64::from(cur.u32()?);
+                skip_block_list(&mut cur, sb, number, fragment, size)?;
+            }
+            9 => {
+                let _blocks_start = cur.u64()?;
+                let size = cur.u64()?;
+                let _sparse = cur.u64()?;
+                let _links = cur.u32()?;
+                let fragment = cur.u32()?;
+                let _block_offset = cur.u32()?;
+                let _xattr = cur.u32()?;
+                if size >= MAX_FILE_SIZE {
+                    bail!("file inode {number} claims {size} bytes");
+                }
+                skip_block_list(&mut cur, sb, number, fragment, size)?;
+            }
+            3 | 10 => {
+                let _links = cur.u32()?;
+                let target_size = cur.u32()?;
+                if target_size >= 256 {
+                    bail!("symlink inode {number} has a target of {target_size} bytes (at most 255 are read)");
+                }
+                cur.take(target_size as usize)?;
+                if inode_type == 10 {
+                    cur.u32()?;
+                }
+            }
+            4 | 5 => {
+                cur.take(8)?;
+            }
+            11 | 12 => {
+                cur.take(12)?;
+            }
+            6 | 7 => {
+                cur.take(4)?;
+            }
+            13 | 14 => {
+                cur.take(8)?;
+            }
+            other => bail!("inode {number} has unknown type {other}"),
+        }
+        if number == 0 || number > sb.inode_count {
+            bail!(
+                "an inode is numbered {number}, outside 1..={} from the superblock",
+                sb.inode_count
+            );
+        }
+        let base_type = if inode_type > 7 {
+            inode_type - 7
+        } else {
+            inode_type
+        };
+        if walked
+            .by_number
+            .insert(number, WalkedInode { base_type, listing })
+            .is_some()
+        {
+            bail!("inode number {number} appears twice");
+        }
+        walked.by_offset.insert(offset, number);
+    }
+    if walked.by_number.len() != sb.inode_count as usize {
+        bail!(
+            "its inode table holds {} inodes but the superblock claims {}",
+            walked.by_number.len(),
+            sb.inode_count
+        );
+    }
+    Ok(walked)
+}
+
+/// A file inode is followed by one 4-byte size per data block; their number follows from the
+/// file size, so a lying size must not be believed beyond the bytes that are there.
+fn skip_block_list(
+    cur: &mut Bytes,
+    sb: &SuperBlock,
+    number: u32,
+    fragment: u32,
+    size: u64,
+) -> Result<()> {
+    let blocks = if fragment == NO_FRAGMENT {
+        size.div_ceil(u64::from(sb.block_size))
+    } else {
+        size >> sb.block_log
+    };
+    let room = (cur.data.len() - cur.pos) as u64 / 4;
+    if blocks > room {
+        bail!("file inode {number} claims {size} bytes in {blocks} blocks, but its block list is cut off");
+    }
+    cur.take(blocks as usize * 4)?;
+    Ok(())
+}
+
+/// The root reference (metadata block << 16 | offset) must point at an inode the walk saw, and
+/// that inode must be a directory: backhand parses the root separately from the table walk.
+fn root_inode(area: &MetadataArea, walked: &WalkedInodes, sb: &SuperBlock) -> Result<u32> {
+    let block = sb.root_inode >> 16;
+    let offset = (sb.root_inode & 0xffff) as usize;
+    let number = area
+        .block_at
+        .get(&block)
+        .and_then(|start| walked.by_offset.get(&(start + offset)))
+        .copied()
+        .ok_or_else(|| anyhow!("its root inode reference does not point at an inode"))?;
+    if walked.by_number[&number].listing.is_none() {
+        bail!("its root inode is not a directory");
+    }
+    Ok(number)
+}
+
+/// Walks the directory tree from the root with an explicit stack, bounding depth, path lengths,
+/// entry count and total path bytes; every directory may be entered once. Returns the number of
+/// entries below the root.
+fn walk_directories(
+    area: &MetadataArea,
+    walked: &WalkedInodes,
+    root: u32,
+    limits: &Limits,
+) -> Result<usize> {
+    let mut stack = vec![(root, 0usize, 0usize)];
+    let mut entered = HashSet::new();
+    let mut entries = 0usize;
+    let mut path_bytes = 0usize;
+    while let Some((dir, depth, dir_path_len)) = stack.pop() {
+        if !entered.insert(dir) {
+            bail!("directory inode {dir} is reachable twice (a loop or a hard-linked directory)");
+        }
+        let listing = walked.by_number[&dir]
+            .listing
+            .expect("only directories are pushed");
+        if listing.file_size < 4 {
+            continue;
+        }
+        let start = area
+            .block_at
+            .get(&u64::from(listing.block_index))
+            .and_then(|block| block.checked_add(listing.block_offset as usize))
+            .ok_or_else(|| anyhow!("directory inode {dir} points outside the directory table"))?;
+        let end = start
+            .checked_add(listing.file_size as usize - 3)
+            .filter(|end| *end <= area.bytes.len())
+            .ok_or_else(|| {
+                anyhow!("directory inode {dir} has a listing past the directory table's end")
+            })?;
+        let mut cur = Bytes {
+            data: &area.bytes[start..end],
+            pos: 0,
+        };
+        let mut names = HashSet::new();
+        while !cur.done() {
+            let count = cur.u32()?;
+            let _start = cur.u32()?;
+            let base = cur.u32()?;
+            if count >= 256 {
+                bail!(
+                    "directory inode {dir} has a listing header of {} entries (at most 256)",
+                    count + 1
+                );
+            }
+            for _ in 0..=count {
+                let _offset = cur.u16()?;
+                let delta = cur.u16()? as i16;
+                let entry_type = cur.u16()?;
+                let name_size = cur.u16()?;
+                let name = cur.take(usize::from(name_size) + 1)?;
+                if name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+                    bail!(
+                        "directory inode {dir} holds an invalid name {:?}",
+                        String::from_utf8_lossy(name)
+                    );
+                }
+                if !names.insert(name) {
+                    bail!(
+                        "directory inode {dir} holds the name {:?} twice",
+                        String::from_utf8_lossy(name)
+                    );
+                }
+                let number = i64::from(base as i32) + i64::from(delta);
+                let inode = u32::try_from(number)
+                    .ok()
+                    .and_then(|n| walked.by_number.get(&n).map(|inode| (n, inode)));
+                let Some((number, inode)) = inode else {
+                    bail!("directory inode {dir} refers to missing inode {number}");
+                };
+                let entry_base = if entry_type > 7 {
+                    entry_type.wrapping_sub(7)
+                } else {
+                    entry_type
+                };
+                if entry_base != inode.base_type || entry_type == 0 || entry_type > 14 {
+                    bail!("directory inode {dir} lists inode {number} with type {entry_type}, but the inode has type {}", inode.base_type);
+                }
+                entries += 1;
+                if entries > limits.max_entries as usize {
+                    bail!("it has more than {} entries", limits.max_entries);
+                }
+                let path_len = dir_path_len + 1 + name.len();
+                if path_len > limits.max_path_bytes {
+                    bail!(
+                        "it holds a path longer than {} bytes",
+                        limits.max_path_bytes
+                    );
+                }
+                path_bytes += path_len;
+                if path_bytes > limits.max_total_path_bytes {
+                    bail!(
+                        "its paths together exceed {} bytes",
+                        limits.max_total_path_bytes
+                    );
+                }
+                if inode.listing.is_some() {
+                    if depth + 1 > limits.max_depth {
+                        bail!(
+                            "its directories nest deeper than {} levels",
+                            limits.max_depth
+                        );
+                    }
+                    stack.push((number, depth + 1, path_len));
+                }
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Splits the file into named regions by the offsets the superblock and lookup tables give.
+fn region_map<R: Read + Seek>(
+    reader: &mut R,
+    sb: &SuperBlock,
+    len: u64,
+    fragment_blocks: Option<u64>,
+    export_blocks: Option<u64>,
+    id_blocks: u64,
+) -> Result<Vec<Region>> {
+    let mut starts: Vec<(u64, &'static str)> = vec![
+        (0, "superblock"),
+        (SUPERBLOCK_BYTES, "data blocks and fragments"),
+        (sb.inode_table, "inode table"),
+        (sb.dir_table, "directory table"),
+        (id_blocks, "id table"),
+        (sb.id_table, "id table index"),
+        (sb.bytes_used, "padding after bytes_used"),
+    ];
+    if sb.compressor_options_are_present() {
+        // The options sit in one metadata block right after the superblock.
+        reader.seek(SeekFrom::Start(SUPERBLOCK_BYTES))?;
+        let mut header = [0u8; 2];
+        reader.read_exact(&mut header)?;
+        let size = u64::from(u16::from_le_bytes(header) & 0x7fff);
+        starts.push((SUPERBLOCK_BYTES, "compression options"));
+        starts.retain(|(_, name)| *name != "data blocks and fragments");
+        starts.push((SUPERBLOCK_BYTES + 2 + size, "data blocks and fragments"));
+    }
+    if let Some(blocks) = fragment_blocks {
+        starts.push((blocks, "fragment table"));
+        starts.push((sb.frag_table, "fragment table index"));
+    }
+    if let Some(blocks) = export_blocks {
+        starts.push((blocks, "export table"));
+        starts.push((sb.export_table, "export table index"));
+    }
+    if sb.xattr_table != NOT_SET {
+        starts.push((sb.xattr_table, "xattr table"));
+    }
+    starts.sort();
+    starts.dedup_by_key(|(start, _)| *start);
+    let mut regions = Vec::with_capacity(starts.len());
+    for (i, (start, name)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(len, |(next, _)| *next);
+        if end > *start {
+            regions.push(Region {
+                name,
+                range: *start..end,
+            });
+        }
+    }
+    Ok(regions)
+}
+
+/// Turns backhand's nodes into [`ImageEntry`]s, hashing every file under the content budget.
+fn build_image(
+    fs: FilesystemReader<'static>,
+    checked: Checked,
+    len: u64,
+    limits: &Limits,
+) -> Result<Image> {
+    if fs.root.nodes.len() != checked.entry_count + 1 {
+        bail!(
+            "the SquashFS reader found {} entries where the directory walk found {}",
+            fs.root.nodes.len().saturating_sub(1),
+            checked.entry_count
+        );
+    }
+    let declared: u64 = fs
+        .root
+        .nodes
+        .iter()
+        .filter_map(|node| match &node.inner {
+            InnerNode::File(file) => Some(file.file_len() as u64),
+            _ => None,
+        })
+        .sum();
+    if declared > limits.max_content_bytes {
+        bail!(
+            "its files declare {declared} bytes of content; this tool reads at most {}",
+            limits.max_content_bytes
+        );
+    }
+
+    let mut root = None;
+    let mut entries = Vec::with_capacity(checked.entry_count);
+    let mut file_nodes = HashMap::new();
+    for (index, node) in fs.root.nodes.iter().enumerate() {
+        let full = node
+            .fullpath
+            .to_str()
+            .ok_or_else(|| anyhow!("it holds a name that is not UTF-8: {:?}", node.fullpath))?;
+        let path = full.strip_prefix('/').unwrap_or(full).to_string();
+        let header = node.header;
+        let mut entry = ImageEntry {
+            path,
+            kind: EntryKind::Dir,
+            mode: header.permissions & 0o7777,
+            uid: header.uid,
+            gid: header.gid,
+            mtime: header.mtime,
+            size: None,
+            sha256: None,
+            target: None,
+            device: None,
+        };
+        match &node.inner {
+            InnerNode::Dir(_) => {}
+            InnerNode::File(file) => {
+                entry.kind = EntryKind::File;
+                let mut hasher = Sha256::new();
+                let size = read_content(&fs, file, &entry.path, |chunk| hasher.update(chunk))?;
+                entry.size = Some(size);
+                entry.sha256 = Some(hex(&hasher.finalize()));
+                file_nodes.insert(entry.path.clone(), index);
+            }
+            InnerNode::Symlink(link) => {
+                entry.kind = EntryKind::Symlink;
+                let target = link.link.to_str().ok_or_else(|| {
+                    anyhow!("the symlink {} has a target that is not UTF-8", entry.path)
+                })?;
+                entry.target = Some(target.to_string());
+            }
+            InnerNode::CharacterDevice(dev) => {
+                entry.kind = EntryKind::CharDevice;
+                entry.device = Some(dev.device_number);
+            }
+            InnerNode::BlockDevice(dev) => {
+                entry.kind = EntryKind::BlockDevice;
+                entry.device = Some(dev.device_number);
+            }
+            InnerNode::NamedPipe => entry.kind = EntryKind::Fifo,
+            InnerNode::Socket => entry.kind = EntryKind::Socket,
+        }
+        if entry.path.is_empty() {
+            root = Some(entry);
+        } else {
+            entries.push(entry);
+        }
+    }
+    let root = root.ok_or_else(|| anyhow!("it has no root directory"))?;
+    entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(Image {
+        file_size: len,
+        superblock: checked.superblock,
+        root,
+        entries,
+        regions: checked.regions,
+        fs,
+        file_nodes,
+    })
+}
+
+/// Streams one file's content to `sink`, checking that exactly the declared length arrives.
+fn read_content(
+    fs: &FilesystemReader<'static>,
+    file: &SquashfsFileReader,
+    path: &str,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<u64> {
+    let declared = file.file_len() as u64;
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<u64> {
+        let mut reader = fs
+            .file(file)
+            .reader_checked()
+            .map_err(|err| anyhow!("{path}: {}", describe(&err)))?;
+        let mut buf = vec![0u8; 1 << 17];
+        let mut total = 0u64;
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .with_context(|| format!("cannot read the content of {path}"))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            sink(&buf[..n]);
+        }
+        Ok(total)
+    }));
+    let total = match outcome {
+        Ok(result) => result?,
+        Err(_) => bail!("the SquashFS reader crashed reading {path} (the image is malformed)"),
+    };
+    if total != declared {
+        bail!(
+            "{path} declares {declared} bytes but {total} could be read (truncated or corrupted)"
+        );
+    }
+    Ok(total)
+}
+
+/// backhand is built without its `error-strings` feature (its Display prints nothing), so name
+/// the variants here.
+fn describe(err: &BackhandError) -> String {
+    match err {
+        BackhandError::StdIo(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "unexpected end of file (truncated?)".to_string()
+        }
+        BackhandError::StdIo(io) => format!("I/O error: {io}"),
+        BackhandError::Deku(_) => "a structure does not parse".to_string(),
+        BackhandError::UnsupportedCompression(_) => "unsupported compression".to_string(),
+        BackhandError::CorruptedOrInvalidSquashfs => "corrupted or invalid data".to_string(),
+        BackhandError::InvalidCompressionOption => "invalid compression options".to_string(),
+        BackhandError::InvalidFilePath => "an invalid file name".to_string(),
+        BackhandError::InvalidIdTable | BackhandError::IdNotFoundInTable => {
+            "an owner outside the id table".to_string()
+        }
+        BackhandError::UnsupportedSquashfsVersion(major, minor) => {
+            format!("unsupported SquashFS version {major}.{minor} (4.0 is read)")
+        }
+        BackhandError::UnexpectedInode | BackhandError::UnsupportedInode => {
+            "an inode of an unexpected type".to_string()
+        }
+        BackhandError::CompressionInit(_) => "the decompressor failed".to_string(),
+        _ => "malformed data".to_string(),
+    }
+}
