@@ -1,11 +1,616 @@
-//! `sysext-assembler verify` (not implemented yet).
+//! `sysext-assembler verify`: lets someone who downloaded an image check it before a machine
+//! merges it. The image's sha256 is compared with its SHA256SUMS line and its manifest; then the
+//! image is read (through the bounded reader, no mount) and every entry is compared with the
+//! manifest; the extension-release file and the build's layout and normalisation rules are
+//! checked too. Exit 0 when everything holds, 1 on any mismatch, 2 on usage or I/O errors.
 
+use std::fs::{self, File};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Placeholder until the command is implemented.
-#[derive(clap::Args)]
-pub struct Args {}
+use anyhow::{bail, Context, Result};
+use serde_json::json;
 
-pub fn run(_args: &Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("'verify' is not implemented yet")
+use crate::extension_release::ExtensionRelease;
+use crate::file_hash::sha256_file;
+use crate::image_reader::{compressor_name, EntryKind as ImageKind, Image, ImageEntry, Limits};
+use crate::manifest::{EntryKind, Manifest};
+use crate::names::{extension_release_path, Arch};
+use crate::{payload, sums};
+
+/// Check a downloaded image against its SHA256SUMS and manifest.
+///
+/// Checks, in order: the image's sha256 against its line in SHA256SUMS and against the manifest
+/// (and the size); then, reading the image without mounting it, every entry's path, type, mode,
+/// owner (0:0), mtime (the manifest's epoch, root directory included), size and content sha256,
+/// with nothing extra or missing; the extension-release file names the manifest's extension and
+/// architecture; and the build's layout rules hold (only usr/ and opt/, no usr/sbin, no device
+/// nodes, no setuid bits, no symlink leaving the image).
+///
+/// Without --sums, SHA256SUMS next to the image is used if it exists; without --manifest,
+/// IMAGE with `.raw` replaced by `.manifest.json` is used if it exists. At least one of the two
+/// must be found: an image checked against nothing is not verified.
+///
+/// Exit status: 0 verified, 1 mismatch (the first differences are named), 2 usage or I/O error.
+///
+/// Examples:
+///   sysext-assembler verify keepalived-v2.3.4-x86-64.raw
+///   sysext-assembler verify --sums SHA256SUMS --manifest keepalived-v2.3.4-x86-64.manifest.json \
+///       /opt/extensions/keepalived/keepalived-v2.3.4-x86-64.raw
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The image to check.
+    image: PathBuf,
+    /// SHA256SUMS listing the image [default: SHA256SUMS next to the image, if present].
+    #[arg(long, value_name = "FILE")]
+    sums: Option<PathBuf>,
+    /// The image's manifest [default: IMAGE with .raw replaced by .manifest.json, if present].
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How many differences are listed before the rest are only counted.
+const SHOWN_DIFFERENCES: usize = 20;
+const EXTENSION_RELEASE_MAX: u64 = 64 * 1024;
+
+/// One check and how it went.
+pub struct Check {
+    pub name: &'static str,
+    /// Empty when the check passed; otherwise what differs, first difference first.
+    pub problems: Vec<String>,
+    /// What was checked, for the report.
+    pub detail: String,
+}
+
+/// The outcome of verifying one image.
+pub struct Outcome {
+    pub sha256: String,
+    pub sums: Option<PathBuf>,
+    pub manifest: Option<PathBuf>,
+    pub checks: Vec<Check>,
+}
+
+impl Outcome {
+    pub fn verified(&self) -> bool {
+        self.checks.iter().all(|c| c.problems.is_empty())
+    }
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let outcome = verify(&args.image, args.sums.as_deref(), args.manifest.as_deref())?;
+    if args.json {
+        print_json(&args.image, &outcome)?;
+    } else {
+        print_text(&args.image, &outcome);
+    }
+    Ok(if outcome.verified() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs every check. `Err` means the check could not be made (usage or I/O); mismatches are in
+/// the returned [`Outcome`].
+pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Result<Outcome> {
+    let meta = fs::metadata(image).with_context(|| format!("cannot read {}", image.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", image.display());
+    }
+    let file_name = image
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no UTF-8 file name", image.display()))?
+        .to_string();
+    let dir = image
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+
+    let sums_path = match sums {
+        Some(path) => Some(path.to_path_buf()),
+        None => Some(dir.join("SHA256SUMS")).filter(|p| p.is_file()),
+    };
+    let manifest_path = match manifest {
+        Some(path) => Some(path.to_path_buf()),
+        None => file_name
+            .strip_suffix(".raw")
+            .map(|stem| dir.join(format!("{stem}.manifest.json")))
+            .filter(|p| p.is_file()),
+    };
+    if sums_path.is_none() && manifest_path.is_none() {
+        bail!(
+            "nothing to verify {} against: give --sums SHA256SUMS and/or --manifest FILE, or put \
+             SHA256SUMS or {}.manifest.json next to the image",
+            image.display(),
+            file_name.strip_suffix(".raw").unwrap_or(&file_name)
+        );
+    }
+    let manifest = match &manifest_path {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+            Some(
+                Manifest::from_json(&text)
+                    .with_context(|| format!("{} is not a valid manifest", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let listed = match &sums_path {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(sums::parse(&text).with_context(|| format!("{} is malformed", path.display()))?)
+        }
+        None => None,
+    };
+
+    let sha256 = sha256_file(image)?;
+    let mut checks = Vec::new();
+
+    if let (Some(path), Some(listed)) = (&sums_path, &listed) {
+        let mut problems = Vec::new();
+        // A deployed copy may be renamed (NAME.raw); the manifest knows the published name.
+        let published = manifest.as_ref().map(|m| m.image.file.clone());
+        let line = listed
+            .get(&file_name)
+            .map(|h| (file_name.clone(), h))
+            .or_else(|| published.and_then(|p| listed.get(&p).map(|h| (p, h))));
+        match line {
+            None => problems.push(format!("{} has no line for {file_name}", path.display())),
+            Some((name, expected)) if *expected != sha256 => problems.push(format!(
+                "sha256 {sha256} differs from {expected} listed for {name} in {}",
+                path.display()
+            )),
+            Some(_) => {}
+        }
+        checks.push(Check {
+            name: "sha256sums",
+            problems,
+            detail: format!("sha256 {sha256} against {}", path.display()),
+        });
+    }
+
+    if let (Some(manifest), Some(path)) = (&manifest, &manifest_path) {
+        let mut problems = Vec::new();
+        if manifest.image.sha256 != sha256 {
+            problems.push(format!(
+                "sha256 {sha256} differs from the manifest's {}",
+                manifest.image.sha256
+            ));
+        }
+        if manifest.image.size != meta.len() {
+            problems.push(format!(
+                "size {} differs from the manifest's {}",
+                meta.len(),
+                manifest.image.size
+            ));
+        }
+        checks.push(Check {
+            name: "manifest-hash",
+            problems,
+            detail: format!("sha256 and size against {}", path.display()),
+        });
+    }
+
+    let reader = BufReader::with_capacity(1 << 16, File::open(image)?);
+    let opened = Image::from_reader(reader, meta.len(), &Limits::DEFAULT);
+    let image_data = match opened {
+        Ok(image_data) => image_data,
+        Err(err) => {
+            checks.push(Check {
+                name: "readable",
+                problems: vec![format!("the image cannot be read as SquashFS: {err:#}")],
+                detail: "SquashFS structure".to_string(),
+            });
+            return Ok(Outcome {
+                sha256,
+                sums: sums_path,
+                manifest: manifest_path,
+                checks,
+            });
+        }
+    };
+
+    checks.push(layout_check(&image_data));
+    match &manifest {
+        Some(manifest) => {
+            checks.push(entries_check(&image_data, manifest));
+            checks.push(extension_release_check(&image_data, manifest));
+        }
+        None => checks.push(extension_release_check_without_manifest(
+            &image_data,
+            &file_name,
+        )),
+    }
+    Ok(Outcome {
+        sha256,
+        sums: sums_path,
+        manifest: manifest_path,
+        checks,
+    })
+}
+
+fn manifest_kind(kind: ImageKind) -> Option<EntryKind> {
+    match kind {
+        ImageKind::Dir => Some(EntryKind::Dir),
+        ImageKind::File => Some(EntryKind::File),
+        ImageKind::Symlink => Some(EntryKind::Symlink),
+        _ => None,
+    }
+}
+
+/// The build's rules, which hold for every image it writes, manifest or not: layout (only usr/
+/// and opt/, no usr/sbin, no special files or bits, symlinks stay inside) and normalisation
+/// (owner 0:0, one mtime equal to the superblock's, fixed modes, no xattrs).
+fn layout_check(image: &Image) -> Check {
+    let mut problems = Vec::new();
+    let epoch = image.superblock.mod_time;
+    let mut all = vec![&image.root];
+    all.extend(image.entries.iter());
+    for entry in all {
+        let shown = format!("/{}", entry.path);
+        match manifest_kind(entry.kind) {
+            None => {
+                problems.push(payload::special_file_error(&shown, entry.kind.as_str()).to_string())
+            }
+            Some(kind) if !entry.path.is_empty() => {
+                if let Err(err) = payload::check_entry(
+                    &entry.path,
+                    kind,
+                    u32::from(entry.mode),
+                    entry.target.as_deref(),
+                ) {
+                    problems.push(err.to_string());
+                }
+            }
+            Some(_) => {}
+        }
+        if (entry.uid, entry.gid) != (0, 0) {
+            problems.push(format!(
+                "{shown}: owner {}:{}, expected 0:0",
+                entry.uid, entry.gid
+            ));
+        }
+        if entry.mtime != epoch {
+            problems.push(format!(
+                "{shown}: mtime {} differs from the image's time {epoch}",
+                entry.mtime
+            ));
+        }
+        let mode_ok = match entry.kind {
+            ImageKind::Dir => entry.mode == 0o755,
+            ImageKind::File => entry.mode == 0o644 || entry.mode == 0o755,
+            ImageKind::Symlink => entry.mode == 0o777,
+            _ => true,
+        };
+        if !mode_ok {
+            problems.push(format!(
+                "{shown}: mode {:04o} is not what the build writes (directories 0755, files 0644 or 0755, symlinks 0777)",
+                entry.mode
+            ));
+        }
+    }
+    if image.superblock.xattr_table != u64::MAX {
+        problems.push("the image carries extended attributes; the build writes none".to_string());
+    }
+    Check {
+        name: "layout",
+        problems,
+        detail: format!(
+            "layout and normalisation rules on {} entries",
+            image.entries.len() + 1
+        ),
+    }
+}
+
+/// Every entry against the manifest, in path order, nothing extra or missing; root directory,
+/// superblock time, compressor and block size too.
+fn entries_check(image: &Image, manifest: &Manifest) -> Check {
+    let mut problems = Vec::new();
+    let epoch = manifest.epoch;
+    if image.superblock.mod_time != epoch {
+        problems.push(format!(
+            "superblock time {} differs from the manifest's epoch {epoch}",
+            image.superblock.mod_time
+        ));
+    }
+    if image.compression() != manifest.compression {
+        problems.push(format!(
+            "compression {} differs from the manifest's {}",
+            compressor_name(image.superblock.compressor),
+            manifest.compression
+        ));
+    }
+    if image.superblock.block_size != manifest.block_size {
+        problems.push(format!(
+            "block size {} differs from the manifest's {}",
+            image.superblock.block_size, manifest.block_size
+        ));
+    }
+    check_owner_time(&image.root, epoch, &mut problems);
+    if image.root.kind != ImageKind::Dir || image.root.mode != 0o755 {
+        problems.push(format!(
+            "/: root is {} {:04o}, expected dir 0755",
+            image.root.kind.as_str(),
+            image.root.mode
+        ));
+    }
+
+    let (mut i, mut j) = (0, 0);
+    let (found, wanted) = (&image.entries, &manifest.entries);
+    while i < found.len() || j < wanted.len() {
+        let order = match (found.get(i), wanted.get(j)) {
+            (Some(f), Some(w)) => f.path.as_bytes().cmp(w.path.as_bytes()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                problems.push(format!(
+                    "/{}: in the image but not in the manifest",
+                    found[i].path
+                ));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                problems.push(format!(
+                    "/{}: in the manifest but not in the image",
+                    wanted[j].path
+                ));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                compare_entry(&found[i], &wanted[j], epoch, &mut problems);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Check {
+        name: "entries",
+        problems,
+        detail: format!(
+            "{} entries against the manifest (type, mode, owner 0:0, mtime {epoch}, size, sha256, target)",
+            manifest.entries.len()
+        ),
+    }
+}
+
+fn check_owner_time(entry: &ImageEntry, epoch: u32, problems: &mut Vec<String>) {
+    if (entry.uid, entry.gid) != (0, 0) {
+        problems.push(format!(
+            "/{}: owner {}:{}, expected 0:0",
+            entry.path, entry.uid, entry.gid
+        ));
+    }
+    if entry.mtime != epoch {
+        problems.push(format!(
+            "/{}: mtime {} differs from the manifest's epoch {epoch}",
+            entry.path, entry.mtime
+        ));
+    }
+}
+
+fn compare_entry(
+    found: &ImageEntry,
+    wanted: &crate::manifest::Entry,
+    epoch: u32,
+    problems: &mut Vec<String>,
+) {
+    let path = &found.path;
+    match manifest_kind(found.kind) {
+        Some(kind) if kind == wanted.kind => {}
+        _ => {
+            problems.push(format!(
+                "/{path}: is a {}, the manifest says {:?}",
+                found.kind.as_str(),
+                wanted.kind
+            ));
+            return;
+        }
+    }
+    let mode = format!("{:04o}", found.mode);
+    if mode != wanted.mode {
+        problems.push(format!(
+            "/{path}: mode {mode} differs from the manifest's {}",
+            wanted.mode
+        ));
+    }
+    check_owner_time(found, epoch, problems);
+    if found.size != wanted.size {
+        problems.push(format!(
+            "/{path}: size {} differs from the manifest's {}",
+            found.size.map_or("none".into(), |s| s.to_string()),
+            wanted.size.map_or("none".into(), |s| s.to_string())
+        ));
+    }
+    if found.sha256 != wanted.sha256 {
+        problems.push(format!(
+            "/{path}: content sha256 {} differs from the manifest's {}",
+            found.sha256.as_deref().unwrap_or("none"),
+            wanted.sha256.as_deref().unwrap_or("none")
+        ));
+    }
+    if found.target != wanted.target {
+        problems.push(format!(
+            "/{path}: symlink target {:?} differs from the manifest's {:?}",
+            found.target.as_deref().unwrap_or(""),
+            wanted.target.as_deref().unwrap_or("")
+        ));
+    }
+}
+
+fn read_release(image: &Image, path: &str) -> Result<ExtensionRelease> {
+    let content = image.read_file(path, EXTENSION_RELEASE_MAX)?;
+    let text = String::from_utf8(content).context("it is not UTF-8")?;
+    ExtensionRelease::parse(&text)
+}
+
+fn extension_release_check(image: &Image, manifest: &Manifest) -> Check {
+    let path = extension_release_path(&manifest.name);
+    let mut problems = Vec::new();
+    match read_release(image, &path) {
+        Err(err) => problems.push(format!("/{path}: {err:#}")),
+        Ok(release) => {
+            if release.arch.as_str() != manifest.arch {
+                problems.push(format!(
+                    "/{path}: ARCHITECTURE={} but the manifest says {}",
+                    release.arch, manifest.arch
+                ));
+            }
+            if release.os != manifest.os {
+                problems.push(format!(
+                    "/{path}: ID={} but the manifest says {}",
+                    release.os, manifest.os
+                ));
+            }
+            if release.sysext_level != manifest.sysext_level {
+                problems.push(format!(
+                    "/{path}: SYSEXT_LEVEL={} but the manifest says {}",
+                    release.sysext_level.as_deref().unwrap_or("(unset)"),
+                    manifest.sysext_level.as_deref().unwrap_or("(unset)")
+                ));
+            }
+            if release.reload_manager != manifest.reload_manager {
+                problems.push(format!(
+                    "/{path}: EXTENSION_RELOAD_MANAGER is {} but the manifest says {}",
+                    release.reload_manager, manifest.reload_manager
+                ));
+            }
+        }
+    }
+    let others: Vec<&str> = release_files(image).filter(|p| *p != path).collect();
+    if !others.is_empty() {
+        problems.push(format!(
+            "other extension-release files present: /{}",
+            others.join(", /")
+        ));
+    }
+    Check {
+        name: "extension-release",
+        problems,
+        detail: format!("/{path} names {} for {}", manifest.name, manifest.arch),
+    }
+}
+
+fn release_files(image: &Image) -> impl Iterator<Item = &str> {
+    image
+        .entries
+        .iter()
+        .map(|e| e.path.as_str())
+        .filter(|p| p.starts_with("usr/lib/extension-release.d/extension-release."))
+}
+
+/// Without a manifest the name and architecture come from the file name: the image must hold
+/// exactly one extension-release file, for a NAME the file name starts with (`NAME.raw` or
+/// `NAME-v...`), and when the file name ends in `-ARCH.raw` that architecture must match.
+fn extension_release_check_without_manifest(image: &Image, file_name: &str) -> Check {
+    let mut problems = Vec::new();
+    let files: Vec<&str> = release_files(image).collect();
+    let mut detail = "exactly one extension-release file".to_string();
+    match files.as_slice() {
+        [] => {
+            problems.push("no usr/lib/extension-release.d/extension-release.NAME file".to_string())
+        }
+        [path] => {
+            let name = path
+                .rsplit_once("extension-release.")
+                .map_or("", |(_, n)| n);
+            detail = format!("/{path} for the file name {file_name}");
+            if file_name != format!("{name}.raw") && !file_name.starts_with(&format!("{name}-")) {
+                problems.push(format!(
+                    "/{path} names the extension {name:?}, but the file is called {file_name}"
+                ));
+            }
+            match read_release(image, path) {
+                Err(err) => problems.push(format!("/{path}: {err:#}")),
+                Ok(release) => {
+                    let stem = file_name.strip_suffix(".raw").unwrap_or(file_name);
+                    let arch_in_name = [Arch::X86_64, Arch::Arm64]
+                        .into_iter()
+                        .find(|arch| stem.ends_with(&format!("-{arch}")));
+                    if let Some(arch) = arch_in_name {
+                        if arch != release.arch {
+                            problems.push(format!(
+                                "/{path}: ARCHITECTURE={} but the file name says {arch}",
+                                release.arch
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        many => problems.push(format!(
+            "{} extension-release files (/{}); an image carries one",
+            many.len(),
+            many.join(", /")
+        )),
+    }
+    Check {
+        name: "extension-release",
+        problems,
+        detail,
+    }
+}
+
+fn print_text(image: &Path, outcome: &Outcome) {
+    for check in &outcome.checks {
+        if check.problems.is_empty() {
+            println!("ok        {}: {}", check.name, check.detail);
+            continue;
+        }
+        println!("MISMATCH  {}: {}", check.name, check.detail);
+        for problem in check.problems.iter().take(SHOWN_DIFFERENCES) {
+            println!("          {problem}");
+        }
+        if check.problems.len() > SHOWN_DIFFERENCES {
+            println!(
+                "          ... and {} more",
+                check.problems.len() - SHOWN_DIFFERENCES
+            );
+        }
+    }
+    if outcome.sums.is_none() {
+        println!("note      no SHA256SUMS given or found next to the image: not checked");
+    }
+    if outcome.manifest.is_none() {
+        println!("note      no manifest given or found next to the image: entries not checked against one");
+    }
+    if outcome.verified() {
+        println!("verified: {} (sha256 {})", image.display(), outcome.sha256);
+    } else {
+        println!(
+            "NOT VERIFIED: {} does not match; do not deploy it",
+            image.display()
+        );
+    }
+}
+
+fn print_json(image: &Path, outcome: &Outcome) -> Result<()> {
+    let value = json!({
+        "image": image.display().to_string(),
+        "sha256": outcome.sha256,
+        "sums": outcome.sums.as_ref().map(|p| p.display().to_string()),
+        "manifest": outcome.manifest.as_ref().map(|p| p.display().to_string()),
+        "verified": outcome.verified(),
+        "checks": outcome.checks.iter().map(|c| json!({
+            "name": c.name,
+            "ok": c.problems.is_empty(),
+            "detail": c.detail,
+            "problems": c.problems,
+        })).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
 }
