@@ -1,0 +1,231 @@
+//! `sysext-assembler verify` on real images written by `build` (and by mksquashfs for what
+//! `build` refuses to write): what passes, and that every kind of mismatch is caught, named and
+//! exits 1, while usage and I/O problems exit 2.
+
+mod verify_support;
+
+use std::fs;
+
+use serde_json::Value;
+use verify_support::*;
+
+#[test]
+fn verifies_with_files_found_next_to_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let output = run(&["verify".as_ref(), built.image.as_os_str()]);
+    expect_status(&output, 0);
+    let text = stdout(&output);
+    for check in ["sha256sums", "manifest-hash", "layout", "entries", "extension-release"] {
+        assert!(text.contains(&format!("ok        {check}:")), "{check} not reported ok:\n{text}");
+    }
+    assert!(text.contains(&sha256sum(&built.image)), "{text}");
+    assert!(text.contains("verified:"), "{text}");
+}
+
+#[test]
+fn verifies_a_renamed_copy_with_explicit_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let deployed = tmp.path().join("hello.raw");
+    fs::copy(&built.image, &deployed).unwrap();
+    let output = run(&[
+        "verify".as_ref(),
+        "--sums".as_ref(),
+        built.sums.as_os_str(),
+        "--manifest".as_ref(),
+        built.manifest.as_os_str(),
+        deployed.as_os_str(),
+    ]);
+    expect_status(&output, 0);
+}
+
+#[test]
+fn refuses_to_verify_against_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let lone = tmp.path().join("lone.raw");
+    fs::copy(&built.image, &lone).unwrap();
+    let output = run(&["verify".as_ref(), lone.as_os_str()]);
+    expect_status(&output, 2);
+    assert!(stderr(&output).contains("nothing to verify"), "{}", stderr(&output));
+}
+
+#[test]
+fn missing_files_are_errors_not_mismatches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let missing = tmp.path().join("nope.raw");
+    let output = run(&["verify".as_ref(), missing.as_os_str()]);
+    expect_status(&output, 2);
+    assert!(stderr(&output).contains("nope.raw"), "{}", stderr(&output));
+
+    let output = run(&[
+        "verify".as_ref(),
+        "--manifest".as_ref(),
+        tmp.path().join("no.manifest.json").as_os_str(),
+        built.image.as_os_str(),
+    ]);
+    expect_status(&output, 2);
+    assert!(stderr(&output).contains("no.manifest.json"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_changed_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    // Same name and version, different content: the old manifest and sums must reject it.
+    let payload = tmp.path().join("payload2");
+    write_payload(&payload, "tampered");
+    let other = build(&payload, &tmp.path().join("other"), "1.0", &["--epoch", "1700000000"]);
+    let output = run(&[
+        "verify".as_ref(),
+        "--sums".as_ref(),
+        built.sums.as_os_str(),
+        "--manifest".as_ref(),
+        built.manifest.as_os_str(),
+        other.image.as_os_str(),
+    ]);
+    expect_status(&output, 1);
+    let text = stdout(&output);
+    assert!(text.contains("MISMATCH  sha256sums"), "{text}");
+    assert!(text.contains("MISMATCH  manifest-hash"), "{text}");
+    assert!(text.contains("/usr/bin/hello: size"), "{text}");
+    assert!(text.contains("/usr/bin/hello: content sha256"), "{text}");
+    assert!(!text.contains("/usr/bin/data:"), "unchanged file reported:\n{text}");
+    assert!(text.contains("NOT VERIFIED"), "{text}");
+}
+
+#[test]
+fn a_wrong_sums_line_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let file = built.image.file_name().unwrap().to_str().unwrap().to_string();
+    fs::write(&built.sums, format!("{}  {file}\n", "0".repeat(64))).unwrap();
+    let output = run(&["verify".as_ref(), "--json".as_ref(), built.image.as_os_str()]);
+    expect_status(&output, 1);
+    let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["verified"], false);
+    let sums = json["checks"].as_array().unwrap().iter().find(|c| c["name"] == "sha256sums").unwrap();
+    assert_eq!(sums["ok"], false);
+    assert!(sums["problems"][0].as_str().unwrap().contains(&"0".repeat(64)));
+    // Everything read from the image itself still holds.
+    for name in ["manifest-hash", "layout", "entries", "extension-release"] {
+        let check = json["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(check["ok"], true, "{name}: {check}");
+    }
+
+    fs::write(&built.sums, format!("{}  other.raw\n", "0".repeat(64))).unwrap();
+    let output = run(&["verify".as_ref(), built.image.as_os_str()]);
+    expect_status(&output, 1);
+    assert!(stdout(&output).contains("has no line for"), "{}", stdout(&output));
+}
+
+/// Edits the manifest next to the image; its hash still matches the image, so only the deep
+/// entry comparison can catch the difference.
+fn verify_with_edited_manifest(edit: impl FnOnce(&mut Value)) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let mut manifest: Value = serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
+    edit(&mut manifest);
+    fs::write(&built.manifest, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let output = run(&["verify".as_ref(), built.image.as_os_str()]);
+    expect_status(&output, 1);
+    let text = stdout(&output);
+    assert!(text.contains("ok        manifest-hash"), "{text}");
+    assert!(text.contains("MISMATCH  entries") || text.contains("MISMATCH  extension-release"), "{text}");
+    text
+}
+
+fn entry_mut<'a>(manifest: &'a mut Value, path: &str) -> &'a mut Value {
+    manifest["entries"].as_array_mut().unwrap().iter_mut().find(|e| e["path"] == path).unwrap()
+}
+
+#[test]
+fn entry_differences_are_named() {
+    let text = verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/hello")["mode"] = "0644".into());
+    assert!(text.contains("/usr/bin/hello: mode 0755 differs from the manifest's 0644"), "{text}");
+
+    let text = verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/hi")["target"] = "data".into());
+    assert!(text.contains("/usr/bin/hi: symlink target \"hello\" differs"), "{text}");
+
+    let text = verify_with_edited_manifest(|m| {
+        let mut extra = entry_mut(m, "usr/bin/hello").clone();
+        extra["path"] = "usr/bin/zz-extra".into();
+        m["entries"].as_array_mut().unwrap().push(extra);
+    });
+    assert!(text.contains("/usr/bin/zz-extra: in the manifest but not in the image"), "{text}");
+
+    let text = verify_with_edited_manifest(|m| {
+        m["entries"].as_array_mut().unwrap().retain(|e| e["path"] != "usr/bin/data");
+    });
+    assert!(text.contains("/usr/bin/data: in the image but not in the manifest"), "{text}");
+
+    let text = verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/data")["type"] = "symlink".into());
+    assert!(text.contains("/usr/bin/data: is a file, the manifest says Symlink"), "{text}");
+}
+
+#[test]
+fn mtimes_are_checked_against_the_epoch_root_included() {
+    let text = verify_with_edited_manifest(|m| m["epoch"] = 5.into());
+    assert!(text.contains("superblock time 1700000000 differs from the manifest's epoch 5"), "{text}");
+    assert!(text.contains("/: mtime 1700000000 differs"), "{text}");
+    assert!(text.contains("/usr/bin/hello: mtime 1700000000 differs"), "{text}");
+}
+
+#[test]
+fn extension_release_must_match_the_manifest() {
+    let text = verify_with_edited_manifest(|m| m["arch"] = "arm64".into());
+    assert!(text.contains("ARCHITECTURE=x86-64 but the manifest says arm64"), "{text}");
+
+    let text = verify_with_edited_manifest(|m| m["name"] = "other".into());
+    assert!(text.contains("extension-release.other"), "{text}");
+    assert!(text.contains("other extension-release files present"), "{text}");
+}
+
+#[test]
+fn layout_rules_hold_without_a_manifest() {
+    // mksquashfs writes what build refuses: usr/sbin, a non-root owner, a setuid file, and a
+    // top-level etc/. SHA256SUMS vouches for the bytes; verify must still reject the layout.
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    fs::create_dir_all(tree.join("usr/sbin")).unwrap();
+    fs::create_dir_all(tree.join("usr/lib/extension-release.d")).unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("usr/sbin/keepalived"), "x").unwrap();
+    fs::write(tree.join("usr/lib/extension-release.d/extension-release.bad"), "ID=_any\nARCHITECTURE=x86-64\n").unwrap();
+    fs::write(tree.join("etc/passwd"), "root").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(tree.join("usr/suid"), "x").unwrap();
+    fs::set_permissions(tree.join("usr/suid"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let image = tmp.path().join("bad-v1-x86-64.raw");
+    mksquashfs(&tree, &image, &["-force-uid", "1000", "-force-gid", "1000", "-all-time", "7", "-mkfs-time", "7"]);
+    fs::write(tmp.path().join("SHA256SUMS"), format!("{}  bad-v1-x86-64.raw\n", sha256sum(&image))).unwrap();
+
+    let output = run(&["verify".as_ref(), image.as_os_str()]);
+    expect_status(&output, 1);
+    let text = stdout(&output);
+    assert!(text.contains("ok        sha256sums"), "{text}");
+    assert!(text.contains("MISMATCH  layout"), "{text}");
+    assert!(text.contains("usr/sbin"), "{text}");
+    assert!(text.contains("owner 1000:1000, expected 0:0"), "{text}");
+    assert!(text.contains("setuid"), "{text}");
+    assert!(text.contains("\"etc\""), "{text}");
+    assert!(text.contains("ok        extension-release"), "{text}");
+    assert!(text.contains("no manifest given"), "{text}");
+}
+
+#[test]
+fn a_corrupted_image_is_a_mismatch_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let mut bytes = fs::read(&built.image).unwrap();
+    let len = bytes.len();
+    bytes.truncate(len / 2);
+    fs::write(&built.image, &bytes).unwrap();
+    let output = run(&["verify".as_ref(), built.image.as_os_str()]);
+    expect_status(&output, 1);
+    let text = stdout(&output);
+    assert!(text.contains("MISMATCH  readable"), "{text}");
+    assert!(text.contains("cannot be read as SquashFS"), "{text}");
+}
