@@ -36,11 +36,29 @@ fn make_key(home: &Path) -> Vec<u8> {
     fs::create_dir_all(home).unwrap();
     fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let gpg = |args: &[&str]| {
-        let output = Command::new("gpg").arg("--homedir").arg(home).args(["--batch", "--quiet"]).args(args).output().unwrap();
-        assert!(output.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let output = Command::new("gpg")
+            .arg("--homedir")
+            .arg(home)
+            .args(["--batch", "--quiet"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         output.stdout
     };
-    gpg(&["--passphrase", "", "--quick-gen-key", "Feed Signing <feed@example.com>", "ed25519", "sign", "never"]);
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "Feed Signing <feed@example.com>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
     gpg(&["--export", "feed@example.com"])
 }
 
@@ -68,21 +86,37 @@ fn every_field_of_the_config() {
     assert!(err.is_empty(), "{err}");
     assert_eq!(doc["variant"], "flatcar");
     assert_eq!(doc["version"], "1.1.0");
-    assert_eq!(doc["storage"]["directories"], json!([{"path": "/opt/extensions/hello", "mode": 0o755}]));
+    assert_eq!(
+        doc["storage"]["directories"],
+        json!([{"path": "/opt/extensions/hello", "mode": 0o755}])
+    );
 
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
     let image = file(&doc, "/opt/extensions/hello/hello-v1.0-x86-64.raw");
     assert_eq!(image["mode"], 0o644);
-    assert_eq!(image["contents"]["source"], "https://downloads.example.com/hello/hello-v1.0-x86-64.raw");
+    assert_eq!(
+        image["contents"]["source"],
+        "https://downloads.example.com/hello/hello-v1.0-x86-64.raw"
+    );
     let sha512 = manifest["image"]["sha512"].as_str().unwrap();
-    assert_eq!(image["contents"]["verification"]["hash"], format!("sha512-{sha512}"));
+    assert_eq!(
+        image["contents"]["verification"]["hash"],
+        format!("sha512-{sha512}")
+    );
     // And that sha512 is really the image's (independent implementation).
-    let out = Command::new("sha512sum").arg(&built.image).output().unwrap();
+    let out = Command::new("sha512sum")
+        .arg(&built.image)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with(sha512));
 
     let transfer = file(&doc, "/etc/sysupdate.hello.d/hello.conf");
     assert_eq!(transfer["mode"], 0o644);
-    assert_eq!(transfer["contents"]["inline"].as_str().unwrap(), fs::read_to_string(&built.transfer).unwrap());
+    assert_eq!(
+        transfer["contents"]["inline"].as_str().unwrap(),
+        fs::read_to_string(&built.transfer).unwrap()
+    );
 
     let noop = file(&doc, "/etc/sysupdate.d/noop.conf");
     assert_eq!(
@@ -98,12 +132,25 @@ fn every_field_of_the_config() {
     assert_eq!(pubring["mode"], 0o644);
     let source = pubring["contents"]["source"].as_str().unwrap();
     let encoded = source.strip_prefix("data:;base64,").unwrap();
-    let decoded = Command::new("base64").arg("-d").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().and_then(|mut c| {
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(encoded.as_bytes()).unwrap();
-        c.wait_with_output()
-    }).unwrap();
-    assert_eq!(decoded.stdout, key, "the key does not survive the data: URL");
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(encoded.as_bytes())
+                .unwrap();
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        decoded.stdout, key,
+        "the key does not survive the data: URL"
+    );
 
     assert_eq!(doc["storage"]["files"].as_array().unwrap().len(), 5);
     assert_eq!(
@@ -113,15 +160,26 @@ fn every_field_of_the_config() {
 
     let units = doc["systemd"]["units"].as_array().unwrap();
     assert_eq!(units.len(), 2);
-    assert_eq!(units[0], json!({"name": "systemd-sysupdate.timer", "enabled": true}));
+    assert_eq!(
+        units[0],
+        json!({"name": "systemd-sysupdate.timer", "enabled": true})
+    );
     assert_eq!(units[1]["name"], "systemd-sysupdate.service");
     let dropins = units[1]["dropins"].as_array().unwrap();
     assert_eq!(dropins.len(), 1);
     assert_eq!(dropins[0]["name"], "hello.conf");
     let dropin: Vec<&str> = dropins[0]["contents"].as_str().unwrap().lines().collect();
     assert_eq!(dropin[0], "[Service]");
-    assert!(dropin.contains(&"ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C hello update"), "{dropin:?}");
-    assert!(dropin.iter().any(|l| l.starts_with("ExecStartPost=") && l.contains("touch /run/reboot-required")), "{dropin:?}");
+    assert!(
+        dropin.contains(&"ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C hello update"),
+        "{dropin:?}"
+    );
+    assert!(
+        dropin
+            .iter()
+            .any(|l| l.starts_with("ExecStartPost=") && l.contains("touch /run/reboot-required")),
+        "{dropin:?}"
+    );
     assert_eq!(dropin.len(), 5, "{dropin:?}");
 }
 
@@ -130,8 +188,16 @@ fn the_drop_in_detects_a_version_change() {
     // Run the drop-in's ExecStartPre/ExecStartPost shell lines for real around a link change.
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
-    let (doc, _) = butane(&["--manifest".as_ref(), built.manifest.as_os_str(), "--update-url".as_ref(), URL.as_ref()]);
-    let dropin = doc["systemd"]["units"][1]["dropins"][0]["contents"].as_str().unwrap().to_string();
+    let (doc, _) = butane(&[
+        "--manifest".as_ref(),
+        built.manifest.as_os_str(),
+        "--update-url".as_ref(),
+        URL.as_ref(),
+    ]);
+    let dropin = doc["systemd"]["units"][1]["dropins"][0]["contents"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let root = tmp.path().join("root");
     fs::create_dir_all(root.join("etc/extensions")).unwrap();
     fs::create_dir_all(root.join("run")).unwrap();
@@ -144,11 +210,22 @@ fn the_drop_in_detects_a_version_change() {
             .filter(|l| l.starts_with("/usr/bin/sh -c "))
             .map(|l| {
                 let script = l.trim_start_matches("/usr/bin/sh -c ").trim_matches('"');
-                script.replace("/etc/", &format!("{}/etc/", root.display())).replace("/run/", &format!("{}/run/", root.display()))
+                script
+                    .replace("/etc/", &format!("{}/etc/", root.display()))
+                    .replace("/run/", &format!("{}/run/", root.display()))
             })
             .collect()
     };
-    let sh = |script: &str| assert!(Command::new("sh").args(["-c", script]).status().unwrap().success(), "{script}");
+    let sh = |script: &str| {
+        assert!(
+            Command::new("sh")
+                .args(["-c", script])
+                .status()
+                .unwrap()
+                .success(),
+            "{script}"
+        )
+    };
     let link = root.join("etc/extensions/hello.raw");
     for (changed, new_target) in [(false, "v1.raw"), (true, "v2.raw")] {
         let _ = fs::remove_file(root.join("run/reboot-required"));
@@ -158,7 +235,11 @@ fn the_drop_in_detects_a_version_change() {
         fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(root.join(new_target), &link).unwrap();
         shell_lines("ExecStartPost=").iter().for_each(|s| sh(s));
-        assert_eq!(root.join("run/reboot-required").exists(), changed, "target {new_target}");
+        assert_eq!(
+            root.join("run/reboot-required").exists(),
+            changed,
+            "target {new_target}"
+        );
     }
 }
 
@@ -166,20 +247,81 @@ fn the_drop_in_detects_a_version_change() {
 fn without_config_and_key_the_rest_is_there_and_the_key_is_asked_for() {
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
-    let (doc, err) = butane(&["--manifest".as_ref(), built.manifest.as_os_str(), "--update-url".as_ref(), "https://downloads.example.com/hello".as_ref()]);
-    let paths: Vec<&str> = doc["storage"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["/opt/extensions/hello/hello-v1.0-x86-64.raw", "/etc/sysupdate.hello.d/hello.conf", "/etc/sysupdate.d/noop.conf"]);
+    let (doc, err) = butane(&[
+        "--manifest".as_ref(),
+        built.manifest.as_os_str(),
+        "--update-url".as_ref(),
+        "https://downloads.example.com/hello".as_ref(),
+    ]);
+    let paths: Vec<&str> = doc["storage"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/opt/extensions/hello/hello-v1.0-x86-64.raw",
+            "/etc/sysupdate.hello.d/hello.conf",
+            "/etc/sysupdate.d/noop.conf"
+        ]
+    );
     // No trailing slash given: still one slash before the file name.
-    assert_eq!(file(&doc, paths[0])["contents"]["source"], "https://downloads.example.com/hello/hello-v1.0-x86-64.raw");
-    assert!(err.contains("no --signing-key") && err.contains("/etc/systemd/import-pubring.gpg"), "{err}");
+    assert_eq!(
+        file(&doc, paths[0])["contents"]["source"],
+        "https://downloads.example.com/hello/hello-v1.0-x86-64.raw"
+    );
+    assert!(
+        err.contains("no --signing-key") && err.contains("/etc/systemd/import-pubring.gpg"),
+        "{err}"
+    );
 }
 
 /// A seeded generator of awkward text: quotes, backslashes, tabs, CR, control characters,
 /// non-ASCII, YAML indicators, leading spaces, blank and whitespace-only lines, trailing newlines.
 fn awkward_texts() -> Vec<String> {
     let pieces = [
-        "global_defs {", "  router_id A", "\t", "\"", "'", "\\", ": ", "- ", "# ", "---", "...", "|", ">", "&a", "*a", "!tag",
-        "{", "}", "[", "]", "%", "@", "`", "\r", "\u{1}", "\u{7f}", "ü", "€", "😀", "\u{feff}", "\u{2028}", "\u{85}", " ", "  ", "\n", "\n\n", "0644", "yes", "~", "null",
+        "global_defs {",
+        "  router_id A",
+        "\t",
+        "\"",
+        "'",
+        "\\",
+        ": ",
+        "- ",
+        "# ",
+        "---",
+        "...",
+        "|",
+        ">",
+        "&a",
+        "*a",
+        "!tag",
+        "{",
+        "}",
+        "[",
+        "]",
+        "%",
+        "@",
+        "`",
+        "\r",
+        "\u{1}",
+        "\u{7f}",
+        "ü",
+        "€",
+        "😀",
+        "\u{feff}",
+        "\u{2028}",
+        "\u{85}",
+        " ",
+        "  ",
+        "\n",
+        "\n\n",
+        "0644",
+        "yes",
+        "~",
+        "null",
     ];
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -188,10 +330,21 @@ fn awkward_texts() -> Vec<String> {
         state ^= state << 17;
         state
     };
-    let mut texts = vec![String::new(), "\n".into(), " leading".into(), "trailing  \n".into(), "a\n \nb\n".into(), "x\n\n\n".into()];
+    let mut texts = vec![
+        String::new(),
+        "\n".into(),
+        " leading".into(),
+        "trailing  \n".into(),
+        "a\n \nb\n".into(),
+        "x\n\n\n".into(),
+    ];
     for _ in 0..300 {
         let n = (next() % 12) as usize;
-        texts.push((0..n).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect());
+        texts.push(
+            (0..n)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect(),
+        );
     }
     texts
 }
@@ -212,8 +365,16 @@ fn any_text_survives_the_yaml_round_trip() {
     assert_eq!(items.len(), texts.len());
     for (item, text) in items.iter().zip(&texts) {
         // What the parser returns must be exactly the input, byte for byte.
-        assert_eq!(item["text"].as_str().unwrap_or(""), text, "block form of {text:?}");
-        assert_eq!(item["quoted"].as_str().unwrap_or(""), text, "quoted form of {text:?}");
+        assert_eq!(
+            item["text"].as_str().unwrap_or(""),
+            text,
+            "block form of {text:?}"
+        );
+        assert_eq!(
+            item["quoted"].as_str().unwrap_or(""),
+            text,
+            "quoted form of {text:?}"
+        );
     }
 }
 
@@ -227,28 +388,99 @@ fn bad_input_is_refused() {
         all.extend_from_slice(args);
         let output = run(&all);
         expect_status(&output, 2);
-        assert!(stdout(&output).is_empty(), "half a config printed: {}", stdout(&output));
-        assert!(stderr(&output).contains(needle), "wanted {needle:?} in {}", stderr(&output));
+        assert!(
+            stdout(&output).is_empty(),
+            "half a config printed: {}",
+            stdout(&output)
+        );
+        assert!(
+            stderr(&output).contains(needle),
+            "wanted {needle:?} in {}",
+            stderr(&output)
+        );
     };
-    refuse(&["--manifest".as_ref(), m, "--update-url".as_ref(), "ftp://x/".as_ref()], "https://");
-    refuse(&["--manifest".as_ref(), m, "--update-url".as_ref(), "https://a b/".as_ref()], "whitespace");
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            m,
+            "--update-url".as_ref(),
+            "ftp://x/".as_ref(),
+        ],
+        "https://",
+    );
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            m,
+            "--update-url".as_ref(),
+            "https://a b/".as_ref(),
+        ],
+        "whitespace",
+    );
     let armored = tmp.path().join("key.asc");
     fs::write(&armored, "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQ==\n").unwrap();
-    refuse(&["--manifest".as_ref(), m, "--update-url".as_ref(), URL.as_ref(), "--signing-key".as_ref(), armored.as_os_str()], "ASCII-armored");
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            m,
+            "--update-url".as_ref(),
+            URL.as_ref(),
+            "--signing-key".as_ref(),
+            armored.as_os_str(),
+        ],
+        "ASCII-armored",
+    );
     let junk = tmp.path().join("junk.gpg");
     fs::write(&junk, "junk").unwrap();
-    refuse(&["--manifest".as_ref(), m, "--update-url".as_ref(), URL.as_ref(), "--signing-key".as_ref(), junk.as_os_str()], "public key packet");
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            m,
+            "--update-url".as_ref(),
+            URL.as_ref(),
+            "--signing-key".as_ref(),
+            junk.as_os_str(),
+        ],
+        "public key packet",
+    );
     let binary = tmp.path().join("binary.conf");
     fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
-    refuse(&["--manifest".as_ref(), m, "--update-url".as_ref(), URL.as_ref(), "--config".as_ref(), binary.as_os_str()], "not UTF-8");
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            m,
+            "--update-url".as_ref(),
+            URL.as_ref(),
+            "--config".as_ref(),
+            binary.as_os_str(),
+        ],
+        "not UTF-8",
+    );
 
-    let mut manifest: Value = serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
+    let mut manifest: Value =
+        serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
     manifest["image"]["sha512"] = "abc".into();
     let bad = tmp.path().join("bad.manifest.json");
     fs::write(&bad, manifest.to_string()).unwrap();
-    refuse(&["--manifest".as_ref(), bad.as_os_str(), "--update-url".as_ref(), URL.as_ref()], "128 lowercase hex");
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            bad.as_os_str(),
+            "--update-url".as_ref(),
+            URL.as_ref(),
+        ],
+        "128 lowercase hex",
+    );
     manifest["image"]["sha512"] = "0".repeat(128).into();
     manifest["name"] = "x y".into();
     fs::write(&bad, manifest.to_string()).unwrap();
-    refuse(&["--manifest".as_ref(), bad.as_os_str(), "--update-url".as_ref(), URL.as_ref()], "\"x y\"");
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            bad.as_os_str(),
+            "--update-url".as_ref(),
+            URL.as_ref(),
+        ],
+        "\"x y\"",
+    );
 }

@@ -12,7 +12,10 @@ use verify_support::*;
 fn diff(a: &Path, b: &Path) -> (i32, String) {
     let output = run(&["diff".as_ref(), a.as_os_str(), b.as_os_str()]);
     assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
-    (output.status.code().unwrap(), stdout(&output) + &stderr(&output))
+    (
+        output.status.code().unwrap(),
+        stdout(&output) + &stderr(&output),
+    )
 }
 
 #[test]
@@ -35,19 +38,45 @@ fn entry_changes_are_listed() {
     let b_payload = tmp.path().join("b");
     write_payload(&b_payload, "changed");
     fs::write(b_payload.join("usr/bin/new"), "added in b\n").unwrap();
-    fs::set_permissions(b_payload.join("usr/bin/data"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        b_payload.join("usr/bin/data"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     fs::remove_file(b_payload.join("usr/bin/hi")).unwrap();
     std::os::unix::fs::symlink("data", b_payload.join("usr/bin/hi")).unwrap();
-    let a = build(&a_payload, &tmp.path().join("out-a"), "1.0", &["--epoch", "100"]);
-    let b = build(&b_payload, &tmp.path().join("out-b"), "1.0", &["--epoch", "100"]);
+    let a = build(
+        &a_payload,
+        &tmp.path().join("out-a"),
+        "1.0",
+        &["--epoch", "100"],
+    );
+    let b = build(
+        &b_payload,
+        &tmp.path().join("out-b"),
+        "1.0",
+        &["--epoch", "100"],
+    );
     let (code, text) = diff(&a.image, &b.image);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("removed  /usr/bin/gone"), "{text}");
     assert!(text.contains("added    /usr/bin/new"), "{text}");
-    assert!(text.contains("changed  /usr/bin/hello: size 21 -> 23; content sha256"), "{text}");
-    assert!(text.contains("changed  /usr/bin/data: mode 0644 -> 0755"), "{text}");
-    assert!(text.contains("changed  /usr/bin/hi: symlink target hello -> data"), "{text}");
-    assert!(!text.contains("/usr/lib/systemd/system/hello.service"), "unchanged entry listed:\n{text}");
+    assert!(
+        text.contains("changed  /usr/bin/hello: size 21 -> 23; content sha256"),
+        "{text}"
+    );
+    assert!(
+        text.contains("changed  /usr/bin/data: mode 0644 -> 0755"),
+        "{text}"
+    );
+    assert!(
+        text.contains("changed  /usr/bin/hi: symlink target hello -> data"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/usr/lib/systemd/system/hello.service"),
+        "unchanged entry listed:\n{text}"
+    );
 }
 
 #[test]
@@ -55,13 +84,29 @@ fn mtime_changes_are_listed_root_included() {
     let tmp = tempfile::tempdir().unwrap();
     let payload = tmp.path().join("p");
     write_payload(&payload, "hello");
-    let a = build(&payload, &tmp.path().join("out-a"), "1.0", &["--epoch", "0"]);
-    let b = build(&payload, &tmp.path().join("out-b"), "1.0", &["--epoch", "86400"]);
+    let a = build(
+        &payload,
+        &tmp.path().join("out-a"),
+        "1.0",
+        &["--epoch", "0"],
+    );
+    let b = build(
+        &payload,
+        &tmp.path().join("out-b"),
+        "1.0",
+        &["--epoch", "86400"],
+    );
     let (code, text) = diff(&a.image, &b.image);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("changed  /: mtime 0 (1970-01-01 00:00:00) -> 86400 (1970-01-02 00:00:00)"), "{text}");
+    assert!(
+        text.contains("changed  /: mtime 0 (1970-01-01 00:00:00) -> 86400 (1970-01-02 00:00:00)"),
+        "{text}"
+    );
     assert!(text.contains("changed  /usr/bin/hello: mtime 0"), "{text}");
-    assert!(text.contains("mod_time: 0 (1970-01-01 00:00:00) -> 86400"), "{text}");
+    assert!(
+        text.contains("mod_time: 0 (1970-01-01 00:00:00) -> 86400"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -71,11 +116,31 @@ fn owner_changes_are_listed() {
     write_payload(&tree, "hello");
     let a = tmp.path().join("a.raw");
     let b = tmp.path().join("b.raw");
-    mksquashfs(&tree, &a, &["-all-root", "-all-time", "0", "-mkfs-time", "0"]);
-    mksquashfs(&tree, &b, &["-force-uid", "1000", "-force-gid", "100", "-all-time", "0", "-mkfs-time", "0"]);
+    mksquashfs(
+        &tree,
+        &a,
+        &["-all-root", "-all-time", "0", "-mkfs-time", "0"],
+    );
+    mksquashfs(
+        &tree,
+        &b,
+        &[
+            "-force-uid",
+            "1000",
+            "-force-gid",
+            "100",
+            "-all-time",
+            "0",
+            "-mkfs-time",
+            "0",
+        ],
+    );
     let (code, text) = diff(&a, &b);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("changed  /usr/bin/hello: owner 0:0 -> 1000:100"), "{text}");
+    assert!(
+        text.contains("changed  /usr/bin/hello: owner 0:0 -> 1000:100"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -93,13 +158,20 @@ fn same_entries_different_bytes_names_fields_and_areas() {
     let (code, text) = diff(&a, &b);
     assert_eq!(code, 1, "{text}");
     assert!(!text.contains("entries:"), "{text}");
-    assert!(text.contains("mod_time: 0 (1970-01-01 00:00:00) -> 5"), "{text}");
+    assert!(
+        text.contains("mod_time: 0 (1970-01-01 00:00:00) -> 5"),
+        "{text}"
+    );
     assert!(text.contains("superblock: content differs"), "{text}");
     assert!(!text.contains("inode table"), "{text}");
 
     // Another compressor: the same entries, different data and tables.
     let c = tmp.path().join("c.raw");
-    mksquashfs(&tree, &c, &[&base[..], &["-mkfs-time", "0", "-comp", "zstd"]].concat());
+    mksquashfs(
+        &tree,
+        &c,
+        &[&base[..], &["-mkfs-time", "0", "-comp", "zstd"]].concat(),
+    );
     let (code, text) = diff(&a, &c);
     assert_eq!(code, 1, "{text}");
     assert!(!text.contains("entries:"), "{text}");
@@ -109,10 +181,17 @@ fn same_entries_different_bytes_names_fields_and_areas() {
 
     // Only the padding differs.
     let d = tmp.path().join("d.raw");
-    mksquashfs(&tree, &d, &[&base[..], &["-mkfs-time", "0", "-nopad"]].concat());
+    mksquashfs(
+        &tree,
+        &d,
+        &[&base[..], &["-mkfs-time", "0", "-nopad"]].concat(),
+    );
     let (code, text) = diff(&a, &d);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("padding after bytes_used: only in a"), "{text}");
+    assert!(
+        text.contains("padding after bytes_used: only in a"),
+        "{text}"
+    );
     assert!(!text.contains("superblock:"), "{text}");
 }
 
@@ -125,5 +204,8 @@ fn diff_of_a_broken_image_exits_2_naming_it() {
     fs::write(&broken, &bytes[..bytes.len() / 3]).unwrap();
     let (code, text) = diff(&built.image, &broken);
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains("broken.raw is not a readable SquashFS image"), "{text}");
+    assert!(
+        text.contains("broken.raw is not a readable SquashFS image"),
+        "{text}"
+    );
 }

@@ -14,16 +14,23 @@ use sysext_assembler::image_reader::{Image, Limits};
 use verify_support::*;
 
 /// The fuzz target's limits: the defaults, with a content budget that keeps every case fast.
-const LIMITS: Limits = Limits { max_content_bytes: 64 << 20, ..Limits::DEFAULT };
+const LIMITS: Limits = Limits {
+    max_content_bytes: 64 << 20,
+    ..Limits::DEFAULT
+};
 
 fn open(bytes: &[u8]) -> Result<Image, String> {
-    Image::from_reader(Cursor::new(bytes.to_vec()), bytes.len() as u64, &LIMITS).map_err(|e| format!("{e:#}"))
+    Image::from_reader(Cursor::new(bytes.to_vec()), bytes.len() as u64, &LIMITS)
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Fails if the reader had to catch a panic: that is a hole in the pre-checks.
 fn assert_no_crash(result: &Result<Image, String>, what: &str) {
     if let Err(err) = result {
-        assert!(!err.contains("crashed"), "{what}: the reader panicked inside: {err}");
+        assert!(
+            !err.contains("crashed"),
+            "{what}: the reader panicked inside: {err}"
+        );
         assert!(!err.is_empty(), "{what}: empty error message");
     }
 }
@@ -35,14 +42,31 @@ fn seed_images(dir: &Path) -> Vec<Vec<u8>> {
     fs::create_dir_all(tree.join("usr/lib/deep/er")).unwrap();
     fs::create_dir_all(tree.join("opt/empty")).unwrap();
     fs::write(tree.join("usr/lib/deep/er/f"), "leaf\n").unwrap();
-    let text: String = (0..900).map(|i| format!("line {i} of a file that spans blocks\n")).collect();
+    let text: String = (0..900)
+        .map(|i| format!("line {i} of a file that spans blocks\n"))
+        .collect();
     fs::write(tree.join("usr/lib/blocks"), &text).unwrap();
     fs::write(tree.join("usr/lib/small"), "tail\n").unwrap();
     std::os::unix::fs::symlink("lib/small", tree.join("usr/link")).unwrap();
     let mut seeds = Vec::new();
     for comp in ["xz", "gzip", "zstd"] {
         let image = dir.join(format!("{comp}.raw"));
-        mksquashfs(&tree, &image, &["-all-root", "-nopad", "-b", "4096", "-comp", comp, "-all-time", "0", "-mkfs-time", "0"]);
+        mksquashfs(
+            &tree,
+            &image,
+            &[
+                "-all-root",
+                "-nopad",
+                "-b",
+                "4096",
+                "-comp",
+                comp,
+                "-all-time",
+                "0",
+                "-mkfs-time",
+                "0",
+            ],
+        );
         seeds.push(fs::read(&image).unwrap());
     }
     for seed in &seeds {
@@ -134,7 +158,9 @@ fn thousands_of_seeded_mutations_never_crash() {
                 // What was read must be readable again, file by file.
                 for entry in &image.entries {
                     if entry.size.is_some_and(|s| s <= 1 << 16) {
-                        image.read_file(&entry.path, 1 << 16).expect("a listed file reads back");
+                        image
+                            .read_file(&entry.path, 1 << 16)
+                            .expect("a listed file reads back");
                     }
                 }
             }
@@ -142,7 +168,10 @@ fn thousands_of_seeded_mutations_never_crash() {
         }
     }
     // Most mutations must be caught; some (in file data or unused bytes) are harmless.
-    assert!(refused > 2000, "only {refused} of 4500 mutations refused ({ok} read)");
+    assert!(
+        refused > 2000,
+        "only {refused} of 4500 mutations refused ({ok} read)"
+    );
     eprintln!("{ok} mutations read, {refused} refused");
 }
 
@@ -153,7 +182,11 @@ fn every_truncation_is_refused() {
         for len in (0..seed.len()).step_by(3) {
             let result = open(&seed[..len]);
             assert_no_crash(&result, &format!("truncated to {len}"));
-            assert!(result.is_err(), "truncated to {len} of {} bytes but read", seed.len());
+            assert!(
+                result.is_err(),
+                "truncated to {len} of {} bytes but read",
+                seed.len()
+            );
         }
     }
 }
@@ -182,7 +215,19 @@ fn uncompressed_inodes_image(dir: &Path, tree_setup: impl FnOnce(&Path)) -> Vec<
     fs::create_dir_all(&tree).unwrap();
     tree_setup(&tree);
     let image = dir.join("plain.raw");
-    mksquashfs(&tree, &image, &["-all-root", "-nopad", "-noI", "-noD", "-noF", "-all-time", "0"]);
+    mksquashfs(
+        &tree,
+        &image,
+        &[
+            "-all-root",
+            "-nopad",
+            "-noI",
+            "-noD",
+            "-noF",
+            "-all-time",
+            "0",
+        ],
+    );
     fs::read(image).unwrap()
 }
 
@@ -199,11 +244,18 @@ fn a_file_claiming_two_terabytes_is_refused_before_allocation() {
     });
     // First inode after the 2-byte metadata header: the file (mksquashfs writes children first).
     let inode = u64_at(&data, 64) as usize + 2;
-    assert_eq!(u16::from_le_bytes([data[inode], data[inode + 1]]), 2, "expected a basic file inode first");
+    assert_eq!(
+        u16::from_le_bytes([data[inode], data[inode + 1]]),
+        2,
+        "expected a basic file inode first"
+    );
     // Basic file: 16-byte header, blocks_start, fragment, offset, then file_size.
     data[inode + 16 + 12..inode + 16 + 16].copy_from_slice(&u32::MAX.to_le_bytes());
     let err = open(&data).err().expect("must be refused");
-    assert!(err.contains("claims 4294967295 bytes") && err.contains("cut off"), "{err}");
+    assert!(
+        err.contains("claims 4294967295 bytes") && err.contains("cut off"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -226,7 +278,9 @@ fn deep_nesting_is_refused() {
     fs::create_dir_all(&deep).unwrap();
     let image = tmp.path().join("deep.raw");
     mksquashfs(&tree, &image, &["-all-root", "-nopad"]);
-    let err = open(&fs::read(&image).unwrap()).err().expect("must be refused");
+    let err = open(&fs::read(&image).unwrap())
+        .err()
+        .expect("must be refused");
     assert!(err.contains("nest deeper than 256"), "{err}");
 }
 
@@ -241,7 +295,10 @@ fn declared_content_beyond_the_budget_is_refused() {
     mksquashfs(&tree, &image, &["-all-root", "-nopad"]);
     let data = fs::read(&image).unwrap();
     assert!(data.len() < 64 << 10, "{} bytes", data.len());
-    let small = Limits { max_content_bytes: 1 << 20, ..Limits::DEFAULT };
+    let small = Limits {
+        max_content_bytes: 1 << 20,
+        ..Limits::DEFAULT
+    };
     let err = Image::from_reader(Cursor::new(data.clone()), data.len() as u64, &small)
         .err()
         .map(|e| format!("{e:#}"))
@@ -256,7 +313,11 @@ fn commands_on_hostile_files_fail_cleanly() {
     let built = built_image(tmp.path());
     let random = tmp.path().join("random.raw");
     let mut rng = Rng(7);
-    fs::write(&random, (0..50_000).map(|_| rng.next() as u8).collect::<Vec<u8>>()).unwrap();
+    fs::write(
+        &random,
+        (0..50_000).map(|_| rng.next() as u8).collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let truncated = tmp.path().join("truncated.raw");
     let bytes = fs::read(&built.image).unwrap();
     fs::write(&truncated, &bytes[..bytes.len() * 3 / 4]).unwrap();
@@ -266,12 +327,21 @@ fn commands_on_hostile_files_fail_cleanly() {
     for bad in [&random, &truncated, &empty] {
         let output = run(&["inspect".as_ref(), bad.as_os_str()]);
         expect_status(&output, 2);
-        assert!(stderr(&output).contains("is not a readable SquashFS image"), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("is not a readable SquashFS image"),
+            "{}",
+            stderr(&output)
+        );
 
         let output = run(&["diff".as_ref(), built.image.as_os_str(), bad.as_os_str()]);
         expect_status(&output, 2);
 
-        let output = run(&["verify".as_ref(), "--manifest".as_ref(), built.manifest.as_os_str(), bad.as_os_str()]);
+        let output = run(&[
+            "verify".as_ref(),
+            "--manifest".as_ref(),
+            built.manifest.as_os_str(),
+            bad.as_os_str(),
+        ]);
         expect_status(&output, 1);
         assert!(stdout(&output).contains("MISMATCH"), "{}", stdout(&output));
     }

@@ -10,11 +10,18 @@ use serde_json::Value;
 use verify_support::*;
 
 /// (mode string, "uid/gid", size or None for non-files, "YYYY-MM-DD HH:MM", path, target)
-type Row = (String, String, Option<String>, String, String, Option<String>);
+type Row = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+);
 
 /// Splits an `ls -l`-style line from the end, since device numbers take a varying number of
-/// fields: mode, owner, size (files only), "date HH:MM" (seconds dropped), path, target.
-fn split_row(line: &str) -> ((String, String, Option<String>, String, Option<String>), String) {
+/// fields: mode, owner, size (files only), "date HH:MM" (seconds dropped), path as printed, target.
+fn split_row(line: &str) -> Row {
     let (main, target) = match line.split_once(" -> ") {
         Some((main, target)) => (main, Some(target.to_string())),
         None => (line, None),
@@ -23,7 +30,14 @@ fn split_row(line: &str) -> ((String, String, Option<String>, String, Option<Str
     let n = f.len();
     let size = f[0].starts_with('-').then(|| f[2].to_string());
     let when = format!("{} {}", f[n - 3], &f[n - 2][..5]);
-    ((f[0].to_string(), f[1].to_string(), size, when, target), f[n - 1].to_string())
+    (
+        f[0].to_string(),
+        f[1].to_string(),
+        size,
+        when,
+        f[n - 1].to_string(),
+        target,
+    )
 }
 
 fn unsquashfs_rows(image: &std::path::Path) -> Vec<Row> {
@@ -34,15 +48,21 @@ fn unsquashfs_rows(image: &std::path::Path) -> Vec<Row> {
         .arg(image)
         .output()
         .expect("run unsquashfs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|l| l.contains(" ROOT"))
         .map(|line| {
-            let (row, path) = split_row(line);
-            let path = path.strip_prefix("ROOT").unwrap().to_string();
-            let path = if path.is_empty() { "/".to_string() } else { path };
-            (row.0, row.1, row.2, row.3, path, row.4)
+            let mut row = split_row(line);
+            row.4 = row.4.strip_prefix("ROOT").unwrap().to_string();
+            if row.4.is_empty() {
+                row.4 = "/".to_string();
+            }
+            row
         })
         .collect()
 }
@@ -53,11 +73,10 @@ fn inspect_rows(image: &std::path::Path) -> Vec<Row> {
     stdout(&output)
         .lines()
         .filter(|l| l.contains(" /"))
-        .filter(|l| l.starts_with(['d', '-', 'l', 'c', 'b', 'p', 's']) && !l.starts_with("squashfs"))
-        .map(|line| {
-            let (row, path) = split_row(line);
-            (row.0, row.1, row.2, row.3, path, row.4)
+        .filter(|l| {
+            l.starts_with(['d', '-', 'l', 'c', 'b', 'p', 's']) && !l.starts_with("squashfs")
         })
+        .map(split_row)
         .collect()
 }
 
@@ -82,14 +101,40 @@ fn inspect_agrees_with_unsquashfs_on_a_foreign_image() {
         fs::write(tree.join(format!("usr/share/f{i:02}")), "x".repeat(i * 300)).unwrap();
     }
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(tree.join("usr/share/f07"), fs::Permissions::from_mode(0o4750)).unwrap();
+    fs::set_permissions(
+        tree.join("usr/share/f07"),
+        fs::Permissions::from_mode(0o4750),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("../share/f01", tree.join("usr/link")).unwrap();
-    let status = Command::new("mkfifo").arg(tree.join("usr/fifo")).status().unwrap();
+    let status = Command::new("mkfifo")
+        .arg(tree.join("usr/fifo"))
+        .status()
+        .unwrap();
     assert!(status.success());
-    let status = Command::new("mknod").arg(tree.join("usr/null")).args(["c", "1", "3"]).status().unwrap();
+    let status = Command::new("mknod")
+        .arg(tree.join("usr/null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
     assert!(status.success(), "mknod needs root");
     let image = tmp.path().join("foreign.raw");
-    mksquashfs(&tree, &image, &["-b", "4096", "-comp", "gzip", "-force-uid", "1234", "-all-time", "86400", "-mkfs-time", "86400"]);
+    mksquashfs(
+        &tree,
+        &image,
+        &[
+            "-b",
+            "4096",
+            "-comp",
+            "gzip",
+            "-force-uid",
+            "1234",
+            "-all-time",
+            "86400",
+            "-mkfs-time",
+            "86400",
+        ],
+    );
     let ours = inspect_rows(&image);
     assert_eq!(ours, unsquashfs_rows(&image));
     assert!(ours.iter().any(|r| r.0 == "-rwsr-x---"), "{ours:#?}");
@@ -101,14 +146,19 @@ fn inspect_agrees_with_unsquashfs_on_a_foreign_image() {
 fn inspect_json_has_entries_hashes_and_extension_release() {
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
-    let output = run(&["inspect".as_ref(), "--json".as_ref(), built.image.as_os_str()]);
+    let output = run(&[
+        "inspect".as_ref(),
+        "--json".as_ref(),
+        built.image.as_os_str(),
+    ]);
     expect_status(&output, 0);
     let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(json["image"]["sha256"], sha256sum(&built.image));
     assert_eq!(json["superblock"]["compression"], "xz");
     assert_eq!(json["superblock"]["mod_time"], 1_700_000_000);
     assert_eq!(json["root"]["mode"], "0755");
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
     let entries = json["entries"].as_array().unwrap();
     let wanted = manifest["entries"].as_array().unwrap();
     assert_eq!(entries.len(), wanted.len());
@@ -120,15 +170,29 @@ fn inspect_json_has_entries_hashes_and_extension_release() {
         assert_eq!(got["mtime"], 1_700_000_000);
     }
     let release = &json["extension_release"][0];
-    assert_eq!(release["path"], "usr/lib/extension-release.d/extension-release.hello");
+    assert_eq!(
+        release["path"],
+        "usr/lib/extension-release.d/extension-release.hello"
+    );
     let fields: Vec<(String, String)> = release["fields"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|kv| (kv[0].as_str().unwrap().into(), kv[1].as_str().unwrap().into()))
+        .map(|kv| {
+            (
+                kv[0].as_str().unwrap().into(),
+                kv[1].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert!(fields.contains(&("ARCHITECTURE".into(), "x86-64".into())), "{fields:?}");
-    assert!(fields.contains(&("ID".into(), "flatcar".into())), "{fields:?}");
+    assert!(
+        fields.contains(&("ARCHITECTURE".into(), "x86-64".into())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&("ID".into(), "flatcar".into())),
+        "{fields:?}"
+    );
 }
 
 #[test]
@@ -138,5 +202,9 @@ fn inspect_of_a_non_image_is_a_clear_error() {
     fs::write(&path, "not an image at all, but long enough to hold a superblock's worth of bytes, surely more than ninety-six").unwrap();
     let output = run(&["inspect".as_ref(), path.as_os_str()]);
     expect_status(&output, 2);
-    assert!(stderr(&output).contains("SquashFS magic"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("SquashFS magic"),
+        "{}",
+        stderr(&output)
+    );
 }

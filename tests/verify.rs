@@ -16,8 +16,17 @@ fn verifies_with_files_found_next_to_the_image() {
     let output = run(&["verify".as_ref(), built.image.as_os_str()]);
     expect_status(&output, 0);
     let text = stdout(&output);
-    for check in ["sha256sums", "manifest-hash", "layout", "entries", "extension-release"] {
-        assert!(text.contains(&format!("ok        {check}:")), "{check} not reported ok:\n{text}");
+    for check in [
+        "sha256sums",
+        "manifest-hash",
+        "layout",
+        "entries",
+        "extension-release",
+    ] {
+        assert!(
+            text.contains(&format!("ok        {check}:")),
+            "{check} not reported ok:\n{text}"
+        );
     }
     assert!(text.contains(&sha256sum(&built.image)), "{text}");
     assert!(text.contains("verified:"), "{text}");
@@ -48,7 +57,11 @@ fn refuses_to_verify_against_nothing() {
     fs::copy(&built.image, &lone).unwrap();
     let output = run(&["verify".as_ref(), lone.as_os_str()]);
     expect_status(&output, 2);
-    assert!(stderr(&output).contains("nothing to verify"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("nothing to verify"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -67,7 +80,11 @@ fn missing_files_are_errors_not_mismatches() {
         built.image.as_os_str(),
     ]);
     expect_status(&output, 2);
-    assert!(stderr(&output).contains("no.manifest.json"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no.manifest.json"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -77,7 +94,12 @@ fn a_changed_file_is_named() {
     // Same name and version, different content: the old manifest and sums must reject it.
     let payload = tmp.path().join("payload2");
     write_payload(&payload, "tampered");
-    let other = build(&payload, &tmp.path().join("other"), "1.0", &["--epoch", "1700000000"]);
+    let other = build(
+        &payload,
+        &tmp.path().join("other"),
+        "1.0",
+        &["--epoch", "1700000000"],
+    );
     let output = run(&[
         "verify".as_ref(),
         "--sums".as_ref(),
@@ -92,7 +114,10 @@ fn a_changed_file_is_named() {
     assert!(text.contains("MISMATCH  manifest-hash"), "{text}");
     assert!(text.contains("/usr/bin/hello: size"), "{text}");
     assert!(text.contains("/usr/bin/hello: content sha256"), "{text}");
-    assert!(!text.contains("/usr/bin/data:"), "unchanged file reported:\n{text}");
+    assert!(
+        !text.contains("/usr/bin/data:"),
+        "unchanged file reported:\n{text}"
+    );
     assert!(text.contains("NOT VERIFIED"), "{text}");
 }
 
@@ -100,25 +125,52 @@ fn a_changed_file_is_named() {
 fn a_wrong_sums_line_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
-    let file = built.image.file_name().unwrap().to_str().unwrap().to_string();
+    let file = built
+        .image
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     fs::write(&built.sums, format!("{}  {file}\n", "0".repeat(64))).unwrap();
-    let output = run(&["verify".as_ref(), "--json".as_ref(), built.image.as_os_str()]);
+    let output = run(&[
+        "verify".as_ref(),
+        "--json".as_ref(),
+        built.image.as_os_str(),
+    ]);
     expect_status(&output, 1);
     let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(json["verified"], false);
-    let sums = json["checks"].as_array().unwrap().iter().find(|c| c["name"] == "sha256sums").unwrap();
+    let sums = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sha256sums")
+        .unwrap();
     assert_eq!(sums["ok"], false);
-    assert!(sums["problems"][0].as_str().unwrap().contains(&"0".repeat(64)));
+    assert!(sums["problems"][0]
+        .as_str()
+        .unwrap()
+        .contains(&"0".repeat(64)));
     // Everything read from the image itself still holds.
     for name in ["manifest-hash", "layout", "entries", "extension-release"] {
-        let check = json["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
+        let check = json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap();
         assert_eq!(check["ok"], true, "{name}: {check}");
     }
 
     fs::write(&built.sums, format!("{}  other.raw\n", "0".repeat(64))).unwrap();
     let output = run(&["verify".as_ref(), built.image.as_os_str()]);
     expect_status(&output, 1);
-    assert!(stdout(&output).contains("has no line for"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("has no line for"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 /// Edits the manifest next to the image; its hash still matches the image, so only the deep
@@ -126,61 +178,107 @@ fn a_wrong_sums_line_is_named() {
 fn verify_with_edited_manifest(edit: impl FnOnce(&mut Value)) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
-    let mut manifest: Value = serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
+    let mut manifest: Value =
+        serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
     edit(&mut manifest);
-    fs::write(&built.manifest, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    fs::write(
+        &built.manifest,
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
     let output = run(&["verify".as_ref(), built.image.as_os_str()]);
     expect_status(&output, 1);
     let text = stdout(&output);
     assert!(text.contains("ok        manifest-hash"), "{text}");
-    assert!(text.contains("MISMATCH  entries") || text.contains("MISMATCH  extension-release"), "{text}");
+    assert!(
+        text.contains("MISMATCH  entries") || text.contains("MISMATCH  extension-release"),
+        "{text}"
+    );
     text
 }
 
 fn entry_mut<'a>(manifest: &'a mut Value, path: &str) -> &'a mut Value {
-    manifest["entries"].as_array_mut().unwrap().iter_mut().find(|e| e["path"] == path).unwrap()
+    manifest["entries"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["path"] == path)
+        .unwrap()
 }
 
 #[test]
 fn entry_differences_are_named() {
-    let text = verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/hello")["mode"] = "0644".into());
-    assert!(text.contains("/usr/bin/hello: mode 0755 differs from the manifest's 0644"), "{text}");
+    let text =
+        verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/hello")["mode"] = "0644".into());
+    assert!(
+        text.contains("/usr/bin/hello: mode 0755 differs from the manifest's 0644"),
+        "{text}"
+    );
 
-    let text = verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/hi")["target"] = "data".into());
-    assert!(text.contains("/usr/bin/hi: symlink target \"hello\" differs"), "{text}");
+    let text =
+        verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/hi")["target"] = "data".into());
+    assert!(
+        text.contains("/usr/bin/hi: symlink target \"hello\" differs"),
+        "{text}"
+    );
 
     let text = verify_with_edited_manifest(|m| {
         let mut extra = entry_mut(m, "usr/bin/hello").clone();
         extra["path"] = "usr/bin/zz-extra".into();
         m["entries"].as_array_mut().unwrap().push(extra);
     });
-    assert!(text.contains("/usr/bin/zz-extra: in the manifest but not in the image"), "{text}");
+    assert!(
+        text.contains("/usr/bin/zz-extra: in the manifest but not in the image"),
+        "{text}"
+    );
 
     let text = verify_with_edited_manifest(|m| {
-        m["entries"].as_array_mut().unwrap().retain(|e| e["path"] != "usr/bin/data");
+        m["entries"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|e| e["path"] != "usr/bin/data");
     });
-    assert!(text.contains("/usr/bin/data: in the image but not in the manifest"), "{text}");
+    assert!(
+        text.contains("/usr/bin/data: in the image but not in the manifest"),
+        "{text}"
+    );
 
-    let text = verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/data")["type"] = "symlink".into());
-    assert!(text.contains("/usr/bin/data: is a file, the manifest says Symlink"), "{text}");
+    let text =
+        verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/data")["type"] = "symlink".into());
+    assert!(
+        text.contains("/usr/bin/data: is a file, the manifest says Symlink"),
+        "{text}"
+    );
 }
 
 #[test]
 fn mtimes_are_checked_against_the_epoch_root_included() {
     let text = verify_with_edited_manifest(|m| m["epoch"] = 5.into());
-    assert!(text.contains("superblock time 1700000000 differs from the manifest's epoch 5"), "{text}");
+    assert!(
+        text.contains("superblock time 1700000000 differs from the manifest's epoch 5"),
+        "{text}"
+    );
     assert!(text.contains("/: mtime 1700000000 differs"), "{text}");
-    assert!(text.contains("/usr/bin/hello: mtime 1700000000 differs"), "{text}");
+    assert!(
+        text.contains("/usr/bin/hello: mtime 1700000000 differs"),
+        "{text}"
+    );
 }
 
 #[test]
 fn extension_release_must_match_the_manifest() {
     let text = verify_with_edited_manifest(|m| m["arch"] = "arm64".into());
-    assert!(text.contains("ARCHITECTURE=x86-64 but the manifest says arm64"), "{text}");
+    assert!(
+        text.contains("ARCHITECTURE=x86-64 but the manifest says arm64"),
+        "{text}"
+    );
 
     let text = verify_with_edited_manifest(|m| m["name"] = "other".into());
     assert!(text.contains("extension-release.other"), "{text}");
-    assert!(text.contains("other extension-release files present"), "{text}");
+    assert!(
+        text.contains("other extension-release files present"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -193,14 +291,35 @@ fn layout_rules_hold_without_a_manifest() {
     fs::create_dir_all(tree.join("usr/lib/extension-release.d")).unwrap();
     fs::create_dir_all(tree.join("etc")).unwrap();
     fs::write(tree.join("usr/sbin/keepalived"), "x").unwrap();
-    fs::write(tree.join("usr/lib/extension-release.d/extension-release.bad"), "ID=_any\nARCHITECTURE=x86-64\n").unwrap();
+    fs::write(
+        tree.join("usr/lib/extension-release.d/extension-release.bad"),
+        "ID=_any\nARCHITECTURE=x86-64\n",
+    )
+    .unwrap();
     fs::write(tree.join("etc/passwd"), "root").unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::write(tree.join("usr/suid"), "x").unwrap();
     fs::set_permissions(tree.join("usr/suid"), fs::Permissions::from_mode(0o4755)).unwrap();
     let image = tmp.path().join("bad-v1-x86-64.raw");
-    mksquashfs(&tree, &image, &["-force-uid", "1000", "-force-gid", "1000", "-all-time", "7", "-mkfs-time", "7"]);
-    fs::write(tmp.path().join("SHA256SUMS"), format!("{}  bad-v1-x86-64.raw\n", sha256sum(&image))).unwrap();
+    mksquashfs(
+        &tree,
+        &image,
+        &[
+            "-force-uid",
+            "1000",
+            "-force-gid",
+            "1000",
+            "-all-time",
+            "7",
+            "-mkfs-time",
+            "7",
+        ],
+    );
+    fs::write(
+        tmp.path().join("SHA256SUMS"),
+        format!("{}  bad-v1-x86-64.raw\n", sha256sum(&image)),
+    )
+    .unwrap();
 
     let output = run(&["verify".as_ref(), image.as_os_str()]);
     expect_status(&output, 1);

@@ -49,8 +49,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An extension-release file's path in the image and its `KEY=VALUE` fields in key order.
+pub type Release = (String, Vec<(String, String)>);
+
 /// Every `usr/lib/extension-release.d/extension-release.*` file with its `KEY=VALUE` lines.
-pub fn extension_releases(image: &Image) -> Result<Vec<(String, Vec<(String, String)>)>> {
+pub fn extension_releases(image: &Image) -> Result<Vec<Release>> {
     let mut found = Vec::new();
     for entry in &image.entries {
         let Some(name) = entry.path.strip_prefix(EXTENSION_RELEASE_DIR) else {
@@ -68,7 +71,7 @@ pub fn extension_releases(image: &Image) -> Result<Vec<(String, Vec<(String, Str
     Ok(found)
 }
 
-fn to_json(image: &Image, sha256: &str, releases: &[(String, Vec<(String, String)>)]) -> Value {
+fn to_json(image: &Image, sha256: &str, releases: &[Release]) -> Value {
     let sb = &image.superblock;
     json!({
         "image": { "size": image.file_size, "sha256": sha256 },
@@ -91,7 +94,7 @@ fn to_json(image: &Image, sha256: &str, releases: &[(String, Vec<(String, String
     })
 }
 
-fn print_text(image: &Image, sha256: &str, releases: &[(String, Vec<(String, String)>)]) {
+fn print_text(image: &Image, sha256: &str, releases: &[Release]) {
     let sb = &image.superblock;
     println!("image: {} bytes, sha256 {sha256}", image.file_size);
     println!(

@@ -37,7 +37,11 @@ pub fn expect_status(output: &Output, code: i32) {
         stdout(output),
         stderr(output)
     );
-    assert!(!stderr(output).contains("panicked"), "panic: {}", stderr(output));
+    assert!(
+        !stderr(output).contains("panicked"),
+        "panic: {}",
+        stderr(output)
+    );
 }
 
 /// Fails with a clear message when a required tool is missing: tests never skip silently.
@@ -45,19 +49,36 @@ pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
         .unwrap_or(false);
-    assert!(found, "{tool} is not installed; this test needs it (see the README's test section)");
+    assert!(
+        found,
+        "{tool} is not installed; this test needs it (see the README's test section)"
+    );
 }
 
 /// A small payload: an executable, a data file spanning blocks, a symlink, a unit file.
 pub fn write_payload(root: &Path, hello: &str) {
     fs::create_dir_all(root.join("usr/bin")).unwrap();
     fs::create_dir_all(root.join("usr/lib/systemd/system")).unwrap();
-    fs::write(root.join("usr/bin/hello"), format!("#!/bin/sh\necho {hello}\n")).unwrap();
-    fs::set_permissions(root.join("usr/bin/hello"), fs::Permissions::from_mode(0o755)).unwrap();
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(
+        root.join("usr/bin/hello"),
+        format!("#!/bin/sh\necho {hello}\n"),
+    )
+    .unwrap();
+    fs::set_permissions(
+        root.join("usr/bin/hello"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     fs::write(root.join("usr/bin/data"), data).unwrap();
     std::os::unix::fs::symlink("hello", root.join("usr/bin/hi")).unwrap();
-    fs::write(root.join("usr/lib/systemd/system/hello.service"), "[Service]\nExecStart=/usr/bin/hello\n").unwrap();
+    fs::write(
+        root.join("usr/lib/systemd/system/hello.service"),
+        "[Service]\nExecStart=/usr/bin/hello\n",
+    )
+    .unwrap();
 }
 
 /// What `build` wrote.
@@ -72,8 +93,18 @@ pub struct Built {
 /// Builds `hello` VERSION for x86-64 from `payload` into `out` with the given extra options.
 pub fn build(payload: &Path, out: &Path, version: &str, extra: &[&str]) -> Built {
     let mut args: Vec<String> = [
-        "build", "--name", "hello", "--version", version, "--arch", "x86-64", "--os", "flatcar",
-        "--reload-manager", "--update-url", "https://downloads.example.com/hello/",
+        "build",
+        "--name",
+        "hello",
+        "--version",
+        version,
+        "--arch",
+        "x86-64",
+        "--os",
+        "flatcar",
+        "--reload-manager",
+        "--update-url",
+        "https://downloads.example.com/hello/",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -99,7 +130,12 @@ pub fn build(payload: &Path, out: &Path, version: &str, extra: &[&str]) -> Built
 pub fn built_image(tmp: &Path) -> Built {
     let payload = tmp.join("payload");
     write_payload(&payload, "hello");
-    build(&payload, &tmp.join("out"), "1.0", &["--epoch", "1700000000"])
+    build(
+        &payload,
+        &tmp.join("out"),
+        "1.0",
+        &["--epoch", "1700000000"],
+    )
 }
 
 /// Runs Debian's mksquashfs on `tree` with `options`, for images `build` would refuse.
@@ -130,7 +166,12 @@ pub fn parse_yaml(text: &str) -> serde_json::Value {
         .spawn()
         .expect("run python3");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
@@ -142,7 +183,14 @@ pub fn parse_yaml(text: &str) -> serde_json::Value {
 
 /// sha256 of a file with coreutils' sha256sum, an implementation independent of the tool's.
 pub fn sha256sum(path: &Path) -> String {
-    let output = Command::new("sha256sum").arg(path).output().expect("run sha256sum");
+    let output = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
     assert!(output.status.success());
-    String::from_utf8_lossy(&output.stdout).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
