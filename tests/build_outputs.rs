@@ -370,7 +370,7 @@ fn golden_image_hashes() {
     let golden = [
         (
             "xz",
-            "5a5ed42f0759fe1dfe583f03d4ea8744888361f16d790f363576473f7e7369cf",
+            "e5263fba0d58c113781fd64eda5644063f750b01c03b7a46681d53b5abdc6261",
         ),
         (
             "zstd",
