@@ -12,8 +12,9 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Component, Path};
-use std::sync::Arc;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -267,6 +268,9 @@ impl Payload {
             );
         }
         let origin = format!("--tree {}", root.display());
+        // Walk and check everything first, then read and hash the files on all cores, then
+        // insert in walk order: errors and conflicts are reported in the same order every time.
+        let mut found: Vec<(String, Option<Node>, PathBuf, bool)> = Vec::new();
         let walk = walkdir::WalkDir::new(root)
             .follow_links(false)
             .sort_by_file_name()
@@ -302,9 +306,8 @@ impl Payload {
             } else if file_type.is_file() {
                 check_entry(&path, EntryKind::File, mode, None)
                     .with_context(|| format!("refusing {origin}"))?;
-                let contents = fs::read(item.path())
-                    .with_context(|| format!("{origin}: cannot read {}", item.path().display()))?;
-                Node::File(FileData::new(contents, mode & 0o111 != 0))
+                found.push((path, None, item.path().to_path_buf(), mode & 0o111 != 0));
+                continue;
             } else {
                 let what = if file_type.is_block_device() {
                     "block device"
@@ -319,6 +322,29 @@ impl Payload {
                 };
                 return Err(special_file_error(&path, what))
                     .with_context(|| format!("refusing {origin}"));
+            };
+            found.push((path, Some(node), PathBuf::new(), false));
+        }
+        let sources: Vec<&Path> = found
+            .iter()
+            .filter(|(_, node, _, _)| node.is_none())
+            .map(|(_, _, source, _)| source.as_path())
+            .collect();
+        let mut contents = read_all(&sources).into_iter();
+        for (path, node, source, executable) in found {
+            let node = match node {
+                Some(node) => node,
+                None => {
+                    let (bytes, sha256) = contents
+                        .next()
+                        .expect("one read per file")
+                        .with_context(|| format!("{origin}: cannot read {}", source.display()))?;
+                    Node::File(FileData {
+                        contents: bytes.into(),
+                        executable,
+                        sha256,
+                    })
+                }
             };
             self.insert(&path, node, &origin)?;
         }
@@ -430,6 +456,39 @@ fn describe(node: &Node) -> String {
         ),
         Node::Symlink(target) => format!("symlink to {target:?}"),
     }
+}
+
+/// A file's contents and their SHA-256.
+type ReadFile = std::io::Result<(Vec<u8>, [u8; 32])>;
+
+/// Reads and hashes `sources` on all cores; results in the order of `sources`.
+fn read_all(sources: &[&Path]) -> Vec<ReadFile> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<ReadFile>>> = sources.iter().map(|_| Mutex::new(None)).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(sources.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(source) = sources.get(index) else {
+                    return;
+                };
+                let read = fs::read(source).map(|bytes| {
+                    let sha256 = Sha256::digest(&bytes).into();
+                    (bytes, sha256)
+                });
+                *results[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(read);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every file was read")
+        })
+        .collect()
 }
 
 /// `relative` as a `/`-separated UTF-8 string, refusing names that are not UTF-8.

@@ -3,9 +3,16 @@
 //! `systemd-sysupdate -C NAME update` fetch new versions into /opt/extensions/NAME and point
 //! `/etc/extensions/NAME.raw` at the newest, the layout Flatcar's sysext-bakery uses.
 //!
-//! File name: systemd up to 256 reads `sysupdate.d/*.conf`; 257 renamed the files to
-//! `*.transfer` but still reads `*.conf` when a directory has no `*.transfer` file, so `.conf` works
-//! on every systemd that has sysupdate.
+//! File name: systemd up to 256 reads only `*.conf`. Since 257 the files are named `*.transfer`;
+//! sysupdate reads `*.conf` only when none of its directories holds a `*.transfer` file, and then
+//! warns (`context_read_definitions` in systemd's src/sysupdate/sysupdate.c). So `NAME.conf` works
+//! on every systemd that has sysupdate, including Flatcar releases before 257, as long as the
+//! component directory holds no `.transfer` file; on 257 and later it can be renamed to
+//! `NAME.transfer` unchanged.
+//!
+//! Fields: sysupdate.d(5) requires `Type=`, `Path=` and `MatchPattern=` in [Source] and `Path=`
+//! in [Target]; [Target] `Type=` and `MatchPattern=` have defaults but are written out so the
+//! file says what it does.
 
 use anyhow::{bail, Result};
 
@@ -47,8 +54,9 @@ pub fn render_transfer(name: &str, url: &str) -> Result<String> {
     let url = url.trim_end_matches('/');
     Ok(format!(
         "# systemd-sysupdate transfer for the {name} system extension, written by sysext-assembler.
-# Install as /etc/sysupdate.{name}.d/{name}.conf and run `systemd-sysupdate -C {name} update`
-# (systemd 257 and later also read this file under the newer name {name}.transfer).
+# Install as /etc/sysupdate.{name}.d/{name}.conf and run `systemd-sysupdate -C {name} update`.
+# systemd 257 and later name these files {name}.transfer (same contents); they still read *.conf,
+# with a warning, when the directory holds no *.transfer file.
 
 [Transfer]
 # Verify=yes (also systemd's default): sysupdate downloads SHA256SUMS.gpg next to SHA256SUMS and

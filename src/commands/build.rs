@@ -250,19 +250,26 @@ pub fn manifest_entries(payload: &Payload) -> Vec<Entry> {
         .collect()
 }
 
+/// SHA-256 and SHA-512 of the file at `path`, read back from disk (what was written, not what
+/// was meant to be written), each digest on its own thread.
 fn hash_file(path: &Path) -> Result<(String, String)> {
-    let mut file =
-        File::open(path).with_context(|| format!("cannot read back {}", path.display()))?;
-    let mut sha256 = Sha256::new();
-    let mut sha512 = Sha512::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
+    fn digest<D: Digest>(path: &Path) -> Result<String> {
+        let mut file =
+            File::open(path).with_context(|| format!("cannot read back {}", path.display()))?;
+        let mut hasher = D::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                return Ok(hex(&hasher.finalize()));
+            }
+            hasher.update(&buffer[..read]);
         }
-        sha256.update(&buffer[..read]);
-        sha512.update(&buffer[..read]);
     }
-    Ok((hex(&sha256.finalize()), hex(&sha512.finalize())))
+    std::thread::scope(|scope| {
+        let sha512 = scope.spawn(|| digest::<Sha512>(path));
+        let sha256 = digest::<Sha256>(path)?;
+        let sha512 = sha512.join().expect("hashing thread panicked")?;
+        Ok((sha256, sha512))
+    })
 }
