@@ -46,7 +46,7 @@ runCommand "check-static-keepalived-${keepalived.version}-${arch}"
 
   readelf --file-header --wide "$bin" > header
   grep -F "Machine:" header | grep -qF ${lib.escapeShellArg elfMachine} \
-    || fail "not a ${arch} executable: $(grep -F Machine: header)"
+    || fail "is not an executable for ${arch}: $(grep -F Machine: header)"
 
   readelf --program-headers --wide "$bin" > program-headers
   if grep -qw INTERP program-headers; then
