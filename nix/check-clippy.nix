@@ -11,6 +11,9 @@ rustPlatform.buildRustPackage {
   inherit src;
   cargoLock.lockFile = ../Cargo.lock;
 
+  # cargo-auditable's cargo wrapper drives rustc through RUSTC_WORKSPACE_WRAPPER, the variable
+  # cargo clippy uses to run clippy-driver; without the wrapper clippy is the one that runs.
+  auditable = false;
   nativeBuildInputs = [ clippy ];
   buildPhase = ''
     runHook preBuild
