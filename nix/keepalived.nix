@@ -25,9 +25,11 @@ stdenv.mkDerivation {
   # A git checkout has no configure script; the release tarball ships one, which is used as is.
   nativeBuildInputs = [ pkg-config ] ++ lib.optionals release.autoreconf [ autoreconfHook ];
 
-  # libnl: IPVS over netlink (needed for IPv6 virtual servers); libmnl + libnftnl: nftables,
-  # which vrrp_strict uses; openssl: VRRP authentication and checkers' TLS.
-  buildInputs = [ openssl libnl libmnl libnftnl ];
+  # openssl: VRRP authentication and checkers' TLS; libnl: IPVS over netlink (needed for IPv6
+  # virtual servers); libmnl + libnftnl: nftables (vrrp_strict's firewall rules), only when the
+  # data file's flags enable it.
+  buildInputs = [ openssl libnl ]
+    ++ lib.optionals (builtins.elem "--enable-nftables" configureFlags) [ libmnl libnftnl ];
 
   # stdenv would pass --prefix=$out; keepalived compiles its prefix and sysconfdir into the
   # default configuration path, so give it the paths of the system it runs on instead.
