@@ -35,12 +35,13 @@
       versionTag = version: lib.replaceStrings [ "." ] [ "_" ] version;
 
       # Written into every manifest: what the image was built from.
-      provenanceFor = release: {
+      provenanceFor = keepalived: release: {
         keepalived-source =
           if release.src.type == "url" then release.src.url
           else "github:${release.src.owner}/${release.src.repo}/${release.src.commit} (tag ${release.src.tag})";
         keepalived-source-hash = release.src.hash;
-        keepalived-configure-flags = lib.concatStringsSep " " data.configureFlags;
+        # As configure received them: the data file's, the install layout's and nixpkgs' static ones.
+        keepalived-configure-flags = toString keepalived.configureFlags;
         nixpkgs-rev = nixpkgs.rev;
         flake-rev = self.rev or "none (built from a tree with uncommitted changes)";
       };
@@ -70,14 +71,14 @@
           imageFor = arch: version:
             let
               release = data.versions.${version};
+              keepalived = keepalivedFor arch version;
             in
             pkgs.callPackage ./nix/sysext-image.nix {
-              inherit sysext-assembler arch updateUrl;
-              keepalived = keepalivedFor arch version;
+              inherit sysext-assembler arch updateUrl keepalived;
               payload = ./files;
               # The source release date, so the same source gives the same image any day.
               epoch = release.sourceDateEpoch;
-              provenance = provenanceFor release;
+              provenance = provenanceFor keepalived release;
             };
 
           # Every (version, arch) pair, e.g. { name = "2_4_3-arm64"; version = "2.4.3"; arch = "arm64"; }.
