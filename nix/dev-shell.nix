@@ -1,16 +1,18 @@
-# The development shell: the Rust toolchain nixpkgs pins, the tools the tests drive (Debian's
-# test run uses the same tools from apt), and the Nix formatter and linter.
+# The development shell: the Rust toolchain nixpkgs pins, the tools the tests drive (the Debian
+# CI installs the same tools from apt, see .ci/run), and the Nix formatter and linter.
 { mkShell
 , cargo
 , rustc
 , clippy
 , rustfmt
 , squashfsTools
+, util-linux
+, gnupg
+, python3
 , qemu
 , iproute2
 , tcpdump
 , binutils-unwrapped
-, python3
 , nixpkgs-fmt
 , deadnix
 }:
@@ -22,11 +24,13 @@ mkShell {
     clippy
     rustfmt
     squashfsTools
+    util-linux
+    gnupg
+    (python3.withPackages (ps: [ ps.pyyaml ]))
     qemu
     iproute2
     tcpdump
     binutils-unwrapped
-    python3
     nixpkgs-fmt
     deadnix
   ];

@@ -5,6 +5,8 @@
 , rustPlatform
 , squashfsTools
 , util-linux
+, gnupg
+, python3
 , src
 }:
 
@@ -18,9 +20,15 @@ rustPlatform.buildRustPackage {
 
   cargoLock.lockFile = ../Cargo.lock;
 
-  # unsquashfs: the tests check images against an independent reader; taskset (util-linux): the
-  # determinism test builds on one core and on all to show the core count does not matter.
-  nativeCheckInputs = [ squashfsTools util-linux ];
+  # The tests check the tool against independent implementations: unsquashfs and mksquashfs
+  # (squashfsTools), taskset for the one-core determinism run (util-linux), gpg for the Butane
+  # config's signing key, PyYAML for parsing the Butane output.
+  nativeCheckInputs = [
+    squashfsTools
+    util-linux
+    gnupg
+    (python3.withPackages (ps: [ ps.pyyaml ]))
+  ];
   checkFlags = [ "--skip=root_" ];
 
   meta = {

@@ -91,6 +91,11 @@ let
         fetchurl = args: assert args ? hash && args ? url; fakePackage args.name;
         fetchFromGitHub = args: assert args ? hash && args ? rev && args ? owner && args ? repo; fakePackage args.name;
         buildPackages = pkgs;
+        python3 = fakePackage "python3" // {
+          withPackages = select:
+            assert builtins.isList (select { pyyaml = fakePackage "pyyaml"; });
+            fakePackage "python3-with-packages";
+        };
       }
       // lib.genAttrs [
         "autoreconfHook"
@@ -111,7 +116,7 @@ let
         "iproute2"
         "tcpdump"
         "binutils-unwrapped"
-        "python3"
+        "gnupg"
       ]
         fakePackage;
     in
