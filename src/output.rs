@@ -18,6 +18,17 @@ use tempfile::NamedTempFile;
 /// Mode of every output file, independent of the umask: a feed directory is served to others.
 const OUTPUT_MODE: u32 = 0o644;
 
+/// Temporary files are `.FINAL_NAME.RANDOM.tmp`, RANDOM being tempfile's alphanumeric part.
+const TEMP_SUFFIX: &str = ".tmp";
+
+fn is_stale_temp(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+        .is_some_and(|random| {
+            !random.is_empty() && random.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+}
+
 /// The output directory, locked for the duration of a build so that two builds writing into
 /// the same directory cannot lose each other's SHA256SUMS lines.
 pub struct OutputDir {
@@ -49,10 +60,29 @@ impl OutputDir {
 
     /// A new hidden temporary file in the directory that will become `final_name` on commit.
     /// Returned by index so the caller can write it (see [`Self::file`]).
+    ///
+    /// Temporary files for `final_name` left by a build that was killed are removed first: the
+    /// directory lock guarantees no other build is writing them now.
     pub fn stage(&mut self, final_name: &str) -> Result<usize> {
+        let prefix = format!(".{final_name}.");
+        for entry in fs::read_dir(&self.path)
+            .with_context(|| format!("cannot list {}", self.path.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_stale_temp(name, &prefix) {
+                fs::remove_file(entry.path()).with_context(|| {
+                    format!(
+                        "cannot remove the stale temporary file {}",
+                        entry.path().display()
+                    )
+                })?;
+            }
+        }
         let temp = tempfile::Builder::new()
-            .prefix(&format!(".{final_name}."))
-            .suffix(".tmp")
+            .prefix(&prefix)
+            .suffix(TEMP_SUFFIX)
             .tempfile_in(&self.path)
             .with_context(|| {
                 format!("cannot create a temporary file in {}", self.path.display())
@@ -101,5 +131,21 @@ impl OutputDir {
             .and_then(|dir| dir.sync_all())
             .with_context(|| format!("cannot flush the directory {}", self.path.display()))?;
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temp_names() {
+        let prefix = ".k-v1-x86-64.raw.";
+        assert!(is_stale_temp(".k-v1-x86-64.raw.Ab12xY.tmp", prefix));
+        assert!(!is_stale_temp("k-v1-x86-64.raw", prefix));
+        assert!(!is_stale_temp(".k-v1-x86-64.raw..tmp", prefix));
+        assert!(!is_stale_temp(".k-v1-x86-64.raw.a.b.tmp", prefix));
+        // another output's temporary file whose name extends this one's is not touched
+        assert!(!is_stale_temp(".k-v1-x86-64.raw.sig.Ab12xY.tmp", prefix));
     }
 }

@@ -603,3 +603,48 @@ fn file_option_sets_mode_from_executable_bit() {
     assert_eq!(manifest.os, "_any");
     assert_eq!(manifest.sysext_level, None);
 }
+
+/// A build killed mid-way leaves a hidden temporary file; the next build into the same directory
+/// removes it (the directory lock rules out that another build is still writing it).
+#[test]
+fn stale_temporary_files_are_removed() {
+    let dir = tempdir();
+    let payload = dir.path().join("payload");
+    materialise(&payload, &sample_payload());
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(
+        out.join(".tool-v1.0-x86-64.raw.Xy12Ab.tmp"),
+        b"half an image",
+    )
+    .unwrap();
+    fs::write(out.join(".SHA256SUMS.Qw34Er.tmp"), b"half a list").unwrap();
+    fs::write(out.join(".unrelated"), b"kept").unwrap();
+    let output = build_sample(&out, &payload, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        dir_listing(&out),
+        [
+            ".unrelated",
+            "SHA256SUMS",
+            "tool-v1.0-x86-64.manifest.json",
+            "tool-v1.0-x86-64.raw"
+        ]
+    );
+}
+
+/// The compressors are linked in, built from the sources Cargo.lock pins, not taken from the
+/// system's shared libraries (which would make the bytes depend on the machine).
+#[test]
+fn no_system_compression_library_is_linked() {
+    require_tool("readelf");
+    let output = Command::new("readelf").args(["-d", BIN]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let dynamic = String::from_utf8_lossy(&output.stdout);
+    for library in ["liblzma", "libzstd", "libz.so", "libdeflate"] {
+        assert!(
+            !dynamic.contains(library),
+            "{library} is linked dynamically:\n{dynamic}"
+        );
+    }
+}
