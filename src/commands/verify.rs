@@ -155,7 +155,23 @@ pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Res
         None => None,
     };
 
-    let sha256 = sha256_file(image)?;
+    // Hashing the whole file and reading the image are independent and each takes about one
+    // pass over the file: run them side by side.
+    let (sha256, opened) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| sha256_file(image));
+        let opened = File::open(image)
+            .with_context(|| format!("cannot open {}", image.display()))
+            .map(|file| {
+                let reader = BufReader::with_capacity(1 << 16, file);
+                Image::from_reader(reader, meta.len(), &Limits::DEFAULT)
+            });
+        let sha256 = hashing
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing {} failed", image.display())));
+        (sha256, opened)
+    });
+    let sha256 = sha256?;
+    let opened = opened?;
     let mut checks = Vec::new();
 
     if let (Some(path), Some(listed)) = (&sums_path, &listed) {
@@ -203,8 +219,6 @@ pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Res
         });
     }
 
-    let reader = BufReader::with_capacity(1 << 16, File::open(image)?);
-    let opened = Image::from_reader(reader, meta.len(), &Limits::DEFAULT);
     let image_data = match opened {
         Ok(image_data) => image_data,
         Err(err) => {
