@@ -90,7 +90,7 @@ fn inspect_agrees_with_unsquashfs_on_a_built_image() {
 }
 
 #[test]
-fn inspect_agrees_with_unsquashfs_on_a_foreign_image() {
+fn root_inspect_agrees_with_unsquashfs_on_a_foreign_image() {
     // Owners, odd modes, a fifo, a device node, an empty dir and small block size, as
     // mksquashfs writes them.
     let tmp = tempfile::tempdir().unwrap();

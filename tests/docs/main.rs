@@ -12,7 +12,8 @@
 //! - `signing`: run with bash and gpg against a throwaway key.
 //!
 //! Needs root (namespaces, overlay on /etc), keepalived's build dependencies, python3-yaml,
-//! nftables, gnupg, openssl and curl. Run alone: `cargo test --test docs`.
+//! nftables, gnupg, openssl and curl. Not run by plain `cargo test` (see Cargo.toml): run
+//! `tests/docs/check`.
 
 #[path = "../verify_support/mod.rs"]
 mod verify_support;
