@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -268,9 +269,10 @@ impl Payload {
             );
         }
         let origin = format!("--tree {}", root.display());
-        // Walk and check everything first, then read and hash the files on all cores, then
-        // insert in walk order: errors and conflicts are reported in the same order every time.
-        let mut found: Vec<(String, Option<Node>, PathBuf, bool)> = Vec::new();
+        // Walk and check the paths first, then stat, read and hash the regular files on all
+        // cores, then check their modes and insert everything in walk order: errors and
+        // conflicts are reported in the same order every time.
+        let mut found: Vec<(String, Option<Node>, PathBuf)> = Vec::new();
         let walk = walkdir::WalkDir::new(root)
             .follow_links(false)
             .sort_by_file_name()
@@ -283,11 +285,18 @@ impl Payload {
                 .expect("walkdir yields paths below root");
             let path = relative_utf8(relative)
                 .with_context(|| format!("{origin}: {}", item.path().display()))?;
+            let file_type = item.file_type();
+            if file_type.is_file() {
+                // mode bits are checked once the file is open, below
+                check_entry(&path, EntryKind::File, 0, None)
+                    .with_context(|| format!("refusing {origin}"))?;
+                found.push((path, None, item.path().to_path_buf()));
+                continue;
+            }
             let meta = item
                 .path()
                 .symlink_metadata()
                 .with_context(|| format!("{origin}: cannot stat {}", item.path().display()))?;
-            let file_type = meta.file_type();
             let mode = meta.permissions().mode() & 0o7777;
             let node = if file_type.is_dir() {
                 check_entry(&path, EntryKind::Dir, mode, None)
@@ -303,11 +312,6 @@ impl Payload {
                 check_entry(&path, EntryKind::Symlink, mode, Some(target))
                     .with_context(|| format!("refusing {origin}"))?;
                 Node::Symlink(target.to_string())
-            } else if file_type.is_file() {
-                check_entry(&path, EntryKind::File, mode, None)
-                    .with_context(|| format!("refusing {origin}"))?;
-                found.push((path, None, item.path().to_path_buf(), mode & 0o111 != 0));
-                continue;
             } else {
                 let what = if file_type.is_block_device() {
                     "block device"
@@ -323,26 +327,28 @@ impl Payload {
                 return Err(special_file_error(&path, what))
                     .with_context(|| format!("refusing {origin}"));
             };
-            found.push((path, Some(node), PathBuf::new(), false));
+            found.push((path, Some(node), PathBuf::new()));
         }
         let sources: Vec<&Path> = found
             .iter()
-            .filter(|(_, node, _, _)| node.is_none())
-            .map(|(_, _, source, _)| source.as_path())
+            .filter(|(_, node, _)| node.is_none())
+            .map(|(_, _, source)| source.as_path())
             .collect();
-        let mut contents = read_all(&sources).into_iter();
-        for (path, node, source, executable) in found {
+        let mut files = read_all(&sources).into_iter();
+        for (path, node, source) in found {
             let node = match node {
                 Some(node) => node,
                 None => {
-                    let (bytes, sha256) = contents
+                    let file = files
                         .next()
                         .expect("one read per file")
                         .with_context(|| format!("{origin}: cannot read {}", source.display()))?;
+                    check_entry(&path, EntryKind::File, file.mode, None)
+                        .with_context(|| format!("refusing {origin}"))?;
                     Node::File(FileData {
-                        contents: bytes.into(),
-                        executable,
-                        sha256,
+                        contents: file.contents.into(),
+                        executable: file.mode & 0o111 != 0,
+                        sha256: file.sha256,
                     })
                 }
             };
@@ -458,13 +464,35 @@ fn describe(node: &Node) -> String {
     }
 }
 
-/// A file's contents and their SHA-256.
-type ReadFile = std::io::Result<(Vec<u8>, [u8; 32])>;
+/// A regular file read from a tree: permission bits, contents, SHA-256.
+struct ReadFile {
+    mode: u32,
+    contents: Vec<u8>,
+    sha256: [u8; 32],
+}
 
-/// Reads and hashes `sources` on all cores; results in the order of `sources`.
-fn read_all(sources: &[&Path]) -> Vec<ReadFile> {
+/// Opens, stats, reads and hashes the regular files `sources` on all cores; results in the order
+/// of `sources`. The mode comes from the open file, so it belongs to the bytes that were read.
+fn read_all(sources: &[&Path]) -> Vec<std::io::Result<ReadFile>> {
+    fn read_one(source: &Path) -> std::io::Result<ReadFile> {
+        let mut file = fs::File::open(source)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("no longer a regular file"));
+        }
+        let mut contents = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut contents)?;
+        let sha256 = Sha256::digest(&contents).into();
+        Ok(ReadFile {
+            mode: meta.permissions().mode() & 0o7777,
+            contents,
+            sha256,
+        })
+    }
+
     let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<ReadFile>>> = sources.iter().map(|_| Mutex::new(None)).collect();
+    let results: Vec<Mutex<Option<std::io::Result<ReadFile>>>> =
+        sources.iter().map(|_| Mutex::new(None)).collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::scope(|scope| {
         for _ in 0..workers.min(sources.len()) {
@@ -473,10 +501,7 @@ fn read_all(sources: &[&Path]) -> Vec<ReadFile> {
                 let Some(source) = sources.get(index) else {
                     return;
                 };
-                let read = fs::read(source).map(|bytes| {
-                    let sha256 = Sha256::digest(&bytes).into();
-                    (bytes, sha256)
-                });
+                let read = read_one(source);
                 *results[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(read);
             });
         }
