@@ -322,6 +322,12 @@ fn unsquashfs_agrees_with_manifest_and_input() {
             "{superblock}"
         );
         assert!(superblock.contains("Block size 131072"), "{superblock}");
+        // one id (0, for every uid and gid) and no extended attributes at all
+        assert!(superblock.contains("Number of ids 1\n"), "{superblock}");
+        assert!(
+            superblock.contains("Number of xattr ids 0\n"),
+            "{superblock}"
+        );
 
         let extracted = dir.path().join("extracted");
         unsquashfs_extract(&image, &extracted);
@@ -646,5 +652,51 @@ fn no_system_compression_library_is_linked() {
             !dynamic.contains(library),
             "{library} is linked dynamically:\n{dynamic}"
         );
+    }
+}
+
+/// Builds running at the same time into one directory (say, one per arch) must not lose each
+/// other's SHA256SUMS lines: the directory is locked from reading SHA256SUMS to renaming it.
+#[test]
+fn concurrent_builds_keep_every_sha256sums_line() {
+    let dir = tempdir();
+    let payload = dir.path().join("payload");
+    materialise(&payload, &sample_payload());
+    let out = dir.path().join("out");
+    let mut expected = Vec::new();
+    let children: Vec<_> = (0..3)
+        .flat_map(|version| ["x86-64", "arm64"].map(|arch| (version, arch)))
+        .map(|(version, arch)| {
+            expected.push(format!("tool-v{version}-{arch}.raw"));
+            command(&[
+                "build",
+                "--name",
+                "tool",
+                "--version",
+                &version.to_string(),
+                "--arch",
+                arch,
+                "--out",
+                path_str(&out),
+                "--tree",
+                path_str(&payload),
+                "--compression",
+                "gzip",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    expected.sort();
+    let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    let listed: Vec<&str> = sums.lines().map(|l| &l[66..]).collect();
+    assert_eq!(listed, expected);
+    for line in sums.lines() {
+        assert_eq!(&line[..64], sha256_file(&out.join(&line[66..])), "{line}");
     }
 }
