@@ -428,7 +428,6 @@ struct MetadataArea {
     block_at: HashMap<u64, usize>,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn read_metadata_region<R: Read + Seek>(
     reader: &mut R,
     sb: &SuperBlock,

@@ -208,3 +208,31 @@ fn inspect_of_a_non_image_is_a_clear_error() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_malformed_extension_release_is_shown_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    fs::create_dir_all(tree.join("usr/lib/extension-release.d")).unwrap();
+    fs::write(
+        tree.join("usr/lib/extension-release.d/extension-release.odd"),
+        "ID=_any\nthis line has no equals sign\n",
+    )
+    .unwrap();
+    let image = tmp.path().join("odd.raw");
+    mksquashfs(&tree, &image, &["-all-root"]);
+    let output = run(&["inspect".as_ref(), image.as_os_str()]);
+    expect_status(&output, 0);
+    assert!(
+        stdout(&output).contains("cannot be parsed: line 2"),
+        "{}",
+        stdout(&output)
+    );
+    let output = run(&["inspect".as_ref(), "--json".as_ref(), image.as_os_str()]);
+    expect_status(&output, 0);
+    let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(json["extension_release"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("line 2"));
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::file_hash::sha256_file;
@@ -49,8 +49,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An extension-release file's path in the image and its `KEY=VALUE` fields in key order.
-pub type Release = (String, Vec<(String, String)>);
+/// An extension-release file's path in the image and its `KEY=VALUE` fields in key order, or
+/// why they cannot be parsed (a foreign image is still listed).
+pub type Release = (String, Result<Vec<(String, String)>, String>);
 
 /// Every `usr/lib/extension-release.d/extension-release.*` file with its `KEY=VALUE` lines.
 pub fn extension_releases(image: &Image) -> Result<Vec<Release>> {
@@ -65,8 +66,9 @@ pub fn extension_releases(image: &Image) -> Result<Vec<Release>> {
         let content = image.read_file(&entry.path, EXTENSION_RELEASE_MAX)?;
         let text = String::from_utf8_lossy(&content);
         let fields = crate::extension_release::parse_fields(&text)
-            .with_context(|| format!("/{} cannot be parsed", entry.path))?;
-        found.push((entry.path.clone(), fields.into_iter().collect()));
+            .map(|fields| fields.into_iter().collect())
+            .map_err(|err| format!("{err:#}"));
+        found.push((entry.path.clone(), fields));
     }
     Ok(found)
 }
@@ -87,10 +89,13 @@ fn to_json(image: &Image, sha256: &str, releases: &[Release]) -> Value {
         },
         "root": entry_json(&image.root),
         "entries": image.entries.iter().map(entry_json).collect::<Vec<_>>(),
-        "extension_release": releases.iter().map(|(path, fields)| json!({
-            "path": path,
-            "fields": fields.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "extension_release": releases.iter().map(|(path, fields)| match fields {
+            Ok(fields) => json!({
+                "path": path,
+                "fields": fields.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            }),
+            Err(err) => json!({ "path": path, "error": err }),
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -113,8 +118,13 @@ fn print_text(image: &Image, sha256: &str, releases: &[Release]) {
     for (path, fields) in releases {
         println!();
         println!("/{path}:");
-        for (key, value) in fields {
-            println!("  {key}={value}");
+        match fields {
+            Ok(fields) => {
+                for (key, value) in fields {
+                    println!("  {key}={value}");
+                }
+            }
+            Err(err) => println!("  cannot be parsed: {err}"),
         }
     }
 }
