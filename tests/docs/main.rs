@@ -383,3 +383,40 @@ fn signing_commands_work_and_detect_tampering() {
     let output = run_block(&verify_line);
     assert!(!output.status.success(), "a tampered SHA256SUMS verified");
 }
+
+#[test]
+fn sysext_assembler_invocations_use_real_options() {
+    // Every `sysext-assembler COMMAND ...` line in the README's code blocks (continuation lines
+    // joined) may only use options that COMMAND's --help lists.
+    let text = readme::readme();
+    let joined = text.replace("\\\n", " ");
+    let mut checked = 0;
+    for line in joined.lines() {
+        let Some(at) = line.find("sysext-assembler ") else {
+            continue;
+        };
+        let words: Vec<&str> = line[at..].split_whitespace().collect();
+        let Some(command) = words.get(1) else {
+            continue;
+        };
+        if !["build", "verify", "inspect", "diff", "butane"].contains(command) {
+            continue;
+        }
+        let help = stdout(&run(&[*command, "--help"]));
+        for word in &words[2..] {
+            if let Some(option) = word.strip_prefix("--") {
+                let option = option
+                    .split('=')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(['`', ')', ',']);
+                assert!(
+                    help.contains(&format!("--{option}")),
+                    "README uses `sysext-assembler {command} --{option}`, which --help does not list:\n{line}"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} invocations found");
+}
