@@ -27,11 +27,9 @@ pub const BLOCK_SIZE: u32 = 128 * 1024;
 /// zstd level, mksquashfs's default (15): images are written once and read on every boot.
 pub const ZSTD_LEVEL: u32 = 15;
 
-/// xz preset used by backhand (6, liblzma's default, as mksquashfs), dictionary = block size.
+/// xz preset (6, liblzma's default and mksquashfs's); the dictionary is the block size.
+/// gzip uses backhand's settings: zlib level 9, window 15, as mksquashfs.
 pub const XZ_LEVEL: u32 = 6;
-
-/// gzip (zlib) level used by backhand (9, as mksquashfs).
-pub const GZIP_LEVEL: u32 = 9;
 
 /// The SquashFS compressors the tool writes. All come from code pinned in Cargo.lock and built
 /// from source (liblzma-sys and zstd-sys vendored, zlib-rs in Rust), never from system libraries.

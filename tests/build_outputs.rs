@@ -700,3 +700,53 @@ fn concurrent_builds_keep_every_sha256sums_line() {
         assert_eq!(&line[..64], sha256_file(&out.join(&line[66..])), "{line}");
     }
 }
+
+/// Identical large files are stored once (backhand deduplicates them, like mksquashfs) and still
+/// read back correctly under both names.
+#[test]
+fn duplicate_files_are_stored_once_and_read_back() {
+    let dir = tempdir();
+    let mut rng = Rng::new(5);
+    let big = rng.bytes(400_000);
+    let payload = dir.path().join("payload");
+    materialise(
+        &payload,
+        &[
+            (
+                "usr/lib/a/big".into(),
+                Spec::File {
+                    contents: big.clone(),
+                    executable: false,
+                },
+            ),
+            (
+                "usr/lib/b/big".into(),
+                Spec::File {
+                    contents: big.clone(),
+                    executable: true,
+                },
+            ),
+            (
+                "usr/lib/c/other".into(),
+                Spec::File {
+                    contents: rng.bytes(1000),
+                    executable: false,
+                },
+            ),
+        ],
+    );
+    let out = dir.path().join("out");
+    let output = build_sample(&out, &payload, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let image = out.join("tool-v1.0-x86-64.raw");
+    // random data does not compress: two stored copies would need more than 800,000 bytes
+    assert!(fs::metadata(&image).unwrap().len() < 600_000);
+    let extracted = dir.path().join("extracted");
+    unsquashfs_extract(&image, &extracted);
+    assert_eq!(fs::read(extracted.join("usr/lib/a/big")).unwrap(), big);
+    assert_eq!(fs::read(extracted.join("usr/lib/b/big")).unwrap(), big);
+    assert_eq!(
+        fs::read(extracted.join("usr/lib/c/other")).unwrap().len(),
+        1000
+    );
+}

@@ -22,7 +22,7 @@ const BLOCK: usize = 131_072;
 /// A random payload: nested directories under usr/ and opt/, files of sizes around every
 /// boundary that matters to the writer (empty, fragment-sized, exactly one block, just over,
 /// several blocks, all-zero blocks), random or compressible contents, executable or not, and
-/// relative symlinks.
+/// relative symlinks, sometimes a duplicate file.
 pub fn generate(rng: &mut Rng) -> Vec<(String, Spec)> {
     let mut dirs = vec![
         "usr/bin".to_string(),
@@ -70,6 +70,20 @@ pub fn generate(rng: &mut Rng) -> Vec<(String, Spec)> {
             Spec::File {
                 contents,
                 executable: rng.below(3) == 0,
+            },
+        ));
+    }
+    // Sometimes a copy of a multi-block file: backhand stores duplicates once.
+    let large = entries.iter().find_map(|(_, spec)| match spec {
+        Spec::File { contents, .. } if contents.len() >= BLOCK => Some(contents.clone()),
+        _ => None,
+    });
+    if let (Some(contents), 0) = (large, rng.below(2)) {
+        entries.push((
+            "opt/gen/copy".into(),
+            Spec::File {
+                contents,
+                executable: false,
             },
         ));
     }
