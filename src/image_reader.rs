@@ -70,6 +70,8 @@ const METADATA_BLOCK_MAX: usize = metadata::METADATA_MAXSIZE;
 const SUPERBLOCK_BYTES: u64 = 96;
 const NOT_SET: u64 = u64::MAX;
 const NO_FRAGMENT: u32 = u32::MAX;
+/// One fragment table entry: start (8), size (4), unused (4).
+const FRAGMENT_ENTRY_BYTES: u64 = 16;
 /// backhand refuses files of 2 TiB or more; the walker mirrors that so the two agree.
 const MAX_FILE_SIZE: u64 = 2 << 40;
 
@@ -325,6 +327,43 @@ fn precheck<R: BufRead + Seek + Send>(
         &mut budget,
     )?;
 
+    // backhand reads each lookup table as consecutive metadata blocks from its first pointer,
+    // as many as the byte size it computes needs; check those blocks the same way.
+    if let Some(start) = fragment_blocks {
+        let bytes = u64::from(sb.frag_count) * FRAGMENT_ENTRY_BYTES;
+        check_lookup_blocks(
+            reader,
+            &sb,
+            &kind,
+            start,
+            bytes,
+            "fragment table",
+            &mut budget,
+        )?;
+    }
+    if let Some(start) = export_blocks {
+        let bytes = u64::from(sb.inode_count).div_ceil(1024);
+        check_lookup_blocks(
+            reader,
+            &sb,
+            &kind,
+            start,
+            bytes,
+            "export table",
+            &mut budget,
+        )?;
+    }
+    let id_bytes = u64::from(sb.id_count);
+    check_lookup_blocks(
+        reader,
+        &sb,
+        &kind,
+        id_blocks,
+        id_bytes,
+        "id table",
+        &mut budget,
+    )?;
+
     let walked = walk_inodes(&inodes, &sb)?;
     let root = root_inode(&inodes, &walked, &sb)?;
     let entry_count = walk_directories(&dirs, &walked, root, limits)?;
@@ -468,6 +507,40 @@ fn read_metadata_region<R: Read + Seek>(
         bail!("its {what} runs past its end at byte {end} (to byte {pos})");
     }
     Ok(area)
+}
+
+/// Reads the `ceil(bytes / 8 KiB)` metadata blocks from `start` that backhand will read for a
+/// lookup table, checking each against the format's size and the shared budget.
+fn check_lookup_blocks<R: BufRead + Seek + Send>(
+    reader: &mut R,
+    sb: &SuperBlock,
+    kind: &Kind,
+    start: u64,
+    bytes: u64,
+    what: &str,
+    budget: &mut usize,
+) -> Result<()> {
+    reader.seek(SeekFrom::Start(start))?;
+    for _ in 0..bytes.div_ceil(METADATA_BLOCK_MAX as u64) {
+        let pos = reader.stream_position()?;
+        let block = metadata::read_block(reader, sb, kind).map_err(|err| {
+            anyhow!(
+                "its {what} block at byte {pos} cannot be read: {}",
+                describe(&err)
+            )
+        })?;
+        if block.len() > METADATA_BLOCK_MAX {
+            bail!(
+                "its {what} block at byte {pos} decompresses to {} bytes, more than the format's {METADATA_BLOCK_MAX}",
+                block.len()
+            );
+        }
+        if block.len() > *budget {
+            bail!("its metadata tables decompress to more than this tool reads");
+        }
+        *budget -= block.len();
+    }
+    Ok(())
 }
 
 /// A little-endian cursor whose reads fail instead of panicking past the end.
