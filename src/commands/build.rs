@@ -132,6 +132,18 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     };
     let image_name = names::image_file_name(&args.name, &args.version, args.arch);
     let mut out = OutputDir::open(&args.out)?;
+    // Read under the directory lock, and before the (long) image write: a malformed SHA256SUMS
+    // fails the build at once.
+    let sums_path = out.path().join("SHA256SUMS");
+    let mut all_sums = match std::fs::read_to_string(&sums_path) {
+        Ok(text) => sums::parse(&text).with_context(|| {
+            format!("cannot merge into {}: it is malformed", sums_path.display())
+        })?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => sums::Sums::new(),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
+        }
+    };
     let image_index = out.stage(&image_name)?;
     let size = image::write_image(&payload, options, out.file(image_index))?;
     let (sha256, sha512) = hash_file(out.temp_path(image_index))?;
@@ -168,16 +180,6 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         out.stage_bytes(&names::transfer_file_name(&args.name), transfer.as_bytes())?;
     }
 
-    let sums_path = out.path().join("SHA256SUMS");
-    let mut all_sums = match std::fs::read_to_string(&sums_path) {
-        Ok(text) => sums::parse(&text).with_context(|| {
-            format!("cannot merge into {}: it is malformed", sums_path.display())
-        })?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => sums::Sums::new(),
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
-        }
-    };
     sums::merge(&mut all_sums, &image_name, &sha256);
     out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
     out.commit()
