@@ -31,6 +31,22 @@ pub const ALLOWED_TOP_LEVEL: [&str; 2] = ["usr", "opt"];
 /// with `usr/sbin` leaves the host with a `/usr/sbin` holding only the extension's files.
 pub const MERGED_USR_SYMLINKS: [(&str, &str); 1] = [("usr/sbin", "bin")];
 
+/// Directories every host has. Overlayfs lets the upper layer win when it holds a non-directory
+/// where the lower one has a directory, so an image with a file or symlink at one of these paths
+/// hides the host's whole directory (all of /usr/lib, say) once merged.
+pub const HOST_DIRECTORIES: [&str; 10] = [
+    "usr/bin",
+    "usr/include",
+    "usr/lib",
+    "usr/lib/extension-release.d",
+    "usr/lib/systemd",
+    "usr/lib/systemd/system",
+    "usr/lib64",
+    "usr/libexec",
+    "usr/local",
+    "usr/share",
+];
+
 /// Rejects a path that must not appear in a system extension image.
 ///
 /// `path` is relative to the image root, `/`-separated. Checked: every component is non-empty,
@@ -85,6 +101,13 @@ pub fn check_entry(path: &str, kind: EntryKind, mode: u32, target: Option<&str>)
     check_path(path)?;
     if ALLOWED_TOP_LEVEL.contains(&path) && kind != EntryKind::Dir {
         bail!("{path}: must be a directory, not a {}", kind_name(kind));
+    }
+    if HOST_DIRECTORIES.contains(&path) && kind != EntryKind::Dir {
+        bail!(
+            "{path}: is a {} in the image but a directory on every host; merged, it would hide \
+             the host's whole /{path}. Ship a directory there",
+            kind_name(kind)
+        );
     }
     if kind != EntryKind::Symlink && mode & 0o7000 != 0 {
         let mut bits = Vec::new();
@@ -608,6 +631,17 @@ mod tests {
         assert!(check_entry("usr/share", EntryKind::Dir, 0o1777, None).is_err());
         assert!(check_entry("usr", EntryKind::File, 0o644, None).is_err());
         assert!(check_entry("usr/bin/x", EntryKind::File, 0o700, None).is_ok());
+    }
+
+    #[test]
+    fn host_directories_must_stay_directories() {
+        let err = check_entry("usr/lib", EntryKind::Symlink, 0o777, Some("/opt/lib"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("usr/lib") && err.contains("hide"), "{err}");
+        assert!(check_entry("usr/share", EntryKind::File, 0o644, None).is_err());
+        assert!(check_entry("usr/lib", EntryKind::Dir, 0o755, None).is_ok());
+        assert!(check_entry("usr/lib/foo", EntryKind::Symlink, 0o777, Some("bar")).is_ok());
     }
 
     #[test]

@@ -412,3 +412,24 @@ fn bad_options_are_refused() {
     assert!(stderr(&output).contains("s390x"), "{}", stderr(&output));
     assert!(dir_listing(&out).is_empty());
 }
+
+#[test]
+fn non_directories_at_host_directories_are_refused() {
+    let dir = tempdir();
+    let tree = tree_with(
+        dir.path(),
+        &[("usr/lib", Spec::Symlink("/opt/mylib".into()))],
+    );
+    assert_refused(
+        &dir.path().join("out"),
+        &["--tree", &tree],
+        &["usr/lib", "hide the host's whole /usr/lib"],
+    );
+    let src = dir.path().join("src");
+    fs::write(&src, "x").unwrap();
+    assert_refused(
+        &dir.path().join("out"),
+        &["--file", &format!("usr/share={}", src.display())],
+        &["usr/share", "hide the host's whole /usr/share"],
+    );
+}
