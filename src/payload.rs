@@ -275,10 +275,6 @@ impl Payload {
             .map(|(path, slot)| (path.as_str(), &slot.node))
     }
 
-    pub fn get(&self, path: &str) -> Option<&Node> {
-        self.entries.get(path).map(|slot| &slot.node)
-    }
-
     /// Merges the directory tree at `root` into the payload: `root/usr/bin/x` becomes
     /// `usr/bin/x`. Symlinks are kept as symlinks; device nodes, fifos, sockets and
     /// setuid/setgid/sticky bits are refused.
