@@ -32,7 +32,9 @@ stdenv.mkDerivation {
     ++ lib.optionals (builtins.elem "--enable-nftables" configureFlags) [ libmnl libnftnl ];
 
   # stdenv would pass --prefix=$out; keepalived compiles its prefix and sysconfdir into the
-  # default configuration path, so give it the paths of the system it runs on instead.
+  # default configuration path, so give it the paths of the system it runs on instead. The data
+  # file's flags fix the iproute2 directories too (--with-iproute-{etc,usr}-dir): configure would
+  # otherwise ask the build machine's `ip` for them.
   dontAddPrefix = true;
   configureFlags = configureFlags ++ [
     "--prefix=/usr"
