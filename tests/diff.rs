@@ -80,7 +80,7 @@ fn entry_changes_are_listed() {
 }
 
 #[test]
-fn mtime_changes_are_listed_root_included() {
+fn mtime_changes_are_listed_including_the_root() {
     let tmp = tempfile::tempdir().unwrap();
     let payload = tmp.path().join("p");
     write_payload(&payload, "hello");

@@ -252,7 +252,7 @@ fn entry_differences_are_named() {
 }
 
 #[test]
-fn mtimes_are_checked_against_the_epoch_root_included() {
+fn mtimes_are_checked_against_the_epoch_including_the_root() {
     let text = verify_with_edited_manifest(|m| m["epoch"] = 5.into());
     assert!(
         text.contains("superblock time 1700000000 differs from the manifest's epoch 5"),
