@@ -483,22 +483,15 @@ fn read_metadata_region<R: Read + Seek>(
     };
     let mut pos = start;
     while pos < end {
-        let block = metadata::read_block(reader, sb, kind).map_err(|err| {
-            anyhow!(
-                "its {what} block at byte {pos} cannot be read: {}",
-                describe(&err)
-            )
-        })?;
-        if block.len() > METADATA_BLOCK_MAX {
-            bail!(
-                "its {what} block at byte {pos} decompresses to {} bytes, more than the format's {METADATA_BLOCK_MAX}",
-                block.len()
-            );
-        }
-        if block.len() > *budget {
-            bail!("its inode and directory tables decompress to more than this tool reads");
-        }
-        *budget -= block.len();
+        let block = read_metadata_block(
+            reader,
+            sb,
+            kind,
+            pos,
+            what,
+            budget,
+            "inode and directory tables",
+        )?;
         area.block_at.insert(pos - start, area.bytes.len());
         area.bytes.extend_from_slice(&block);
         pos = reader.stream_position()?;
@@ -523,24 +516,40 @@ fn check_lookup_blocks<R: BufRead + Seek + Send>(
     reader.seek(SeekFrom::Start(start))?;
     for _ in 0..bytes.div_ceil(METADATA_BLOCK_MAX as u64) {
         let pos = reader.stream_position()?;
-        let block = metadata::read_block(reader, sb, kind).map_err(|err| {
-            anyhow!(
-                "its {what} block at byte {pos} cannot be read: {}",
-                describe(&err)
-            )
-        })?;
-        if block.len() > METADATA_BLOCK_MAX {
-            bail!(
-                "its {what} block at byte {pos} decompresses to {} bytes, more than the format's {METADATA_BLOCK_MAX}",
-                block.len()
-            );
-        }
-        if block.len() > *budget {
-            bail!("its metadata tables decompress to more than this tool reads");
-        }
-        *budget -= block.len();
+        read_metadata_block(reader, sb, kind, pos, what, budget, "metadata tables")?;
     }
     Ok(())
+}
+
+/// Reads the metadata block of `what` at `pos` (the reader's position), refusing one larger
+/// than the format allows or than what is left of `budget`, which `budget_covers` names for
+/// the error.
+fn read_metadata_block<R: Read + Seek>(
+    reader: &mut R,
+    sb: &SuperBlock,
+    kind: &Kind,
+    pos: u64,
+    what: &str,
+    budget: &mut usize,
+    budget_covers: &str,
+) -> Result<Vec<u8>> {
+    let block = metadata::read_block(reader, sb, kind).map_err(|err| {
+        anyhow!(
+            "its {what} block at byte {pos} cannot be read: {}",
+            describe(&err)
+        )
+    })?;
+    if block.len() > METADATA_BLOCK_MAX {
+        bail!(
+            "its {what} block at byte {pos} decompresses to {} bytes, more than the format's {METADATA_BLOCK_MAX}",
+            block.len()
+        );
+    }
+    if block.len() > *budget {
+        bail!("its {budget_covers} decompress to more than this tool reads");
+    }
+    *budget -= block.len();
+    Ok(block)
 }
 
 /// A little-endian cursor whose reads fail instead of panicking past the end.
