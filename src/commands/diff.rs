@@ -3,6 +3,7 @@
 //! entries (added, removed, changed), then the superblock fields, and when every entry matches
 //! but the bytes do not, which tables or areas of the file differ.
 
+use std::fmt::Display;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -211,53 +212,34 @@ fn opt<T: std::fmt::Display>(value: &Option<T>) -> String {
 /// Every superblock field that differs, as `name: a -> b`.
 pub fn superblock_differences(a: &SuperBlock, b: &SuperBlock) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut field = |name: &str, x: String, y: String| {
+    let mut field = |name: &str, x: &dyn Display, y: &dyn Display| {
+        let (x, y) = (x.to_string(), y.to_string());
         if x != y {
             lines.push(format!("{name}: {x} -> {y}"));
         }
     };
-    field(
-        "inode_count",
-        a.inode_count.to_string(),
-        b.inode_count.to_string(),
-    );
+    field("inode_count", &a.inode_count, &b.inode_count);
     field(
         "mod_time",
-        format!("{} ({})", a.mod_time, utc_time(a.mod_time)),
-        format!("{} ({})", b.mod_time, utc_time(b.mod_time)),
+        &format!("{} ({})", a.mod_time, utc_time(a.mod_time)),
+        &format!("{} ({})", b.mod_time, utc_time(b.mod_time)),
     );
-    field(
-        "block_size",
-        a.block_size.to_string(),
-        b.block_size.to_string(),
-    );
-    field(
-        "frag_count",
-        a.frag_count.to_string(),
-        b.frag_count.to_string(),
-    );
+    field("block_size", &a.block_size, &b.block_size);
+    field("frag_count", &a.frag_count, &b.frag_count);
     field(
         "compressor",
-        compressor_name(a.compressor).to_string(),
-        compressor_name(b.compressor).to_string(),
+        &compressor_name(a.compressor),
+        &compressor_name(b.compressor),
     );
-    field(
-        "block_log",
-        a.block_log.to_string(),
-        b.block_log.to_string(),
-    );
-    field("flags", flag_names(a.flags), flag_names(b.flags));
-    field("id_count", a.id_count.to_string(), b.id_count.to_string());
+    field("block_log", &a.block_log, &b.block_log);
+    field("flags", &flag_names(a.flags), &flag_names(b.flags));
+    field("id_count", &a.id_count, &b.id_count);
     field(
         "root_inode",
-        format!("{:#x}", a.root_inode),
-        format!("{:#x}", b.root_inode),
+        &format!("{:#x}", a.root_inode),
+        &format!("{:#x}", b.root_inode),
     );
-    field(
-        "bytes_used",
-        a.bytes_used.to_string(),
-        b.bytes_used.to_string(),
-    );
+    field("bytes_used", &a.bytes_used, &b.bytes_used);
     for (name, x, y) in [
         ("id_table", a.id_table, b.id_table),
         ("xattr_table", a.xattr_table, b.xattr_table),
@@ -266,7 +248,7 @@ pub fn superblock_differences(a: &SuperBlock, b: &SuperBlock) -> Vec<String> {
         ("frag_table", a.frag_table, b.frag_table),
         ("export_table", a.export_table, b.export_table),
     ] {
-        field(name, table_offset(x), table_offset(y));
+        field(name, &table_offset(x), &table_offset(y));
     }
     lines
 }
