@@ -2,14 +2,14 @@
 //! and every field is checked; the transfer file is byte-identical to what `build` writes; text
 //! of any shape survives the YAML round trip; bad input is refused.
 
-mod verify_support;
+mod common;
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use common::*;
 use serde_json::{json, Value};
-use verify_support::*;
 
 const URL: &str = "https://downloads.example.com/hello/";
 

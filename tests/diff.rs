@@ -1,13 +1,13 @@
 //! `sysext-assembler diff` on real images: entry differences of every kind, superblock fields
 //! and file areas when the entries match, and the exit codes (0 same bytes, 1 different).
 
-mod verify_support;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use verify_support::*;
+use common::*;
 
 fn diff(a: &Path, b: &Path) -> (i32, String) {
     let output = run(&["diff".as_ref(), a.as_os_str(), b.as_os_str()]);

@@ -4,14 +4,14 @@
 //! hang or an allocation the file does not justify. The long-running counterpart is the
 //! cargo-fuzz target in fuzz/.
 
-mod verify_support;
+mod common;
 
 use std::fs;
 use std::io::Cursor;
 use std::path::Path;
 
+use common::*;
 use sysext_assembler::image_reader::{Image, Limits};
-use verify_support::*;
 
 /// The fuzz target's limits: the defaults, with a content budget that keeps every case fast.
 const LIMITS: Limits = Limits {
@@ -76,9 +76,10 @@ fn seed_images(dir: &Path) -> Vec<Vec<u8>> {
     seeds
 }
 
-/// xorshift64*, seeded: the same mutations on every run.
-struct Rng(u64);
-impl Rng {
+/// xorshift64*, seeded: the same mutations on every run (its own generator, not the shared
+/// splitmix64 `Rng`, so the mutation sequences stay the ones these tests have always run).
+struct XorShift(u64);
+impl XorShift {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -92,7 +93,7 @@ impl Rng {
 
 /// One mutation: bit flips, interesting values, truncation, insertion or deletion, aimed half
 /// the time at the superblock or the tables at the end, where the structure lives.
-fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+fn mutate(rng: &mut XorShift, seed: &[u8]) -> Vec<u8> {
     let mut data = seed.to_vec();
     let rounds = 1 + rng.below(4);
     for _ in 0..rounds {
@@ -145,7 +146,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 fn thousands_of_seeded_mutations_never_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let seeds = seed_images(tmp.path());
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut rng = XorShift(0x5eed_1234_abcd_ef01);
     let (mut ok, mut refused) = (0, 0);
     for i in 0..4500 {
         let seed = &seeds[i % seeds.len()];
@@ -193,7 +194,7 @@ fn every_truncation_is_refused() {
 
 #[test]
 fn random_files_are_refused() {
-    let mut rng = Rng(42);
+    let mut rng = XorShift(42);
     for i in 0..500 {
         let len = rng.below(8192);
         let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
@@ -312,7 +313,7 @@ fn commands_on_hostile_files_fail_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
     let random = tmp.path().join("random.raw");
-    let mut rng = Rng(7);
+    let mut rng = XorShift(7);
     fs::write(
         &random,
         (0..50_000).map(|_| rng.next() as u8).collect::<Vec<u8>>(),

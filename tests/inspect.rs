@@ -1,13 +1,13 @@
 //! `sysext-assembler inspect` against an independent reader: Debian's `unsquashfs -lln` must
 //! list the same entries with the same type, mode, owner, size, mtime and symlink target.
 
-mod verify_support;
+mod common;
 
 use std::fs;
 use std::process::Command;
 
+use common::*;
 use serde_json::Value;
-use verify_support::*;
 
 /// (mode string, "uid/gid", size or None for non-files, "YYYY-MM-DD HH:MM", path, target)
 type Row = (

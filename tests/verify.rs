@@ -2,12 +2,12 @@
 //! `build` refuses to write): what passes, and that every kind of mismatch is caught, named and
 //! exits 1, while usage and I/O problems exit 2.
 
-mod verify_support;
+mod common;
 
 use std::fs;
 
+use common::*;
 use serde_json::Value;
-use verify_support::*;
 
 #[test]
 fn verifies_with_files_found_next_to_the_image() {

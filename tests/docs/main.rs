@@ -15,8 +15,8 @@
 //! nftables, gnupg, openssl and curl. Not run by plain `cargo test` (see Cargo.toml): run
 //! `tests/docs/check`.
 
-#[path = "../verify_support/mod.rs"]
-mod verify_support;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod readme;
 
@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::*;
 use readme::{block, blocks};
-use verify_support::*;
 
 /// The project's keepalived, built (or taken from the cache) by the e2e helper.
 fn keepalived() -> &'static Path {
