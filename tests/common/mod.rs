@@ -49,6 +49,17 @@ pub fn expect_status(output: &Output, code: i32) {
     );
 }
 
+/// Asserts an error (exit 2, not a mismatch), that nothing panicked, and that the message
+/// names `needle`.
+pub fn expect_error_naming(output: &Output, needle: &str) {
+    expect_status(output, 2);
+    assert!(
+        stderr(output).contains(needle),
+        "{needle:?} missing from the message:\n{}",
+        stderr(output)
+    );
+}
+
 /// Fails with a clear message when a required tool is missing: tests never skip silently.
 pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
