@@ -573,21 +573,15 @@ fn file_option_sets_mode_from_executable_bit() {
     fs::write(&doc, b"doc").unwrap();
     fs::set_permissions(&doc, fs::Permissions::from_mode(0o600)).unwrap();
     let out = dir.path().join("out");
-    let output = run(&[
-        "build",
-        "--name",
-        "t",
-        "--version",
-        "1",
-        "--arch",
-        "x86-64",
-        "--out",
-        path_str(&out),
-        "--file",
-        &format!("usr/bin/t={}", exe.display()),
-        "--file",
-        &format!("usr/share/doc/t/README={}", doc.display()),
-    ]);
+    let output = build_t(
+        &out,
+        &[
+            "--file",
+            &format!("usr/bin/t={}", exe.display()),
+            "--file",
+            &format!("usr/share/doc/t/README={}", doc.display()),
+        ],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let manifest =
         Manifest::from_json(&fs::read_to_string(out.join("t-v1-x86-64.manifest.json")).unwrap())

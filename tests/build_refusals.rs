@@ -11,44 +11,6 @@ use std::path::Path;
 
 use common::*;
 
-/// Runs `build` for extension `t` with `extra` arguments and checks that it is refused with all
-/// of `needles` in the message and that `out` holds exactly what it held before.
-fn assert_refused(out: &Path, extra: &[&str], needles: &[&str]) {
-    let before = dir_listing(out);
-    let before_sums = fs::read(out.join("SHA256SUMS")).ok();
-    let mut args = vec![
-        "build",
-        "--name",
-        "t",
-        "--version",
-        "1",
-        "--arch",
-        "x86-64",
-        "--out",
-        path_str(out),
-    ];
-    args.extend_from_slice(extra);
-    let output = run(&args);
-    let message = stderr(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "not refused: {args:?}\n{message}"
-    );
-    for needle in needles {
-        assert!(
-            message.contains(needle),
-            "{needle:?} missing from the message:\n{message}"
-        );
-    }
-    assert_eq!(
-        dir_listing(out),
-        before,
-        "output directory changed: {message}"
-    );
-    assert_eq!(fs::read(out.join("SHA256SUMS")).ok(), before_sums);
-}
-
 fn tree_with(dir: &Path, entries: &[(&str, Spec)]) -> String {
     let root = dir.join("tree");
     let entries: Vec<(String, Spec)> = entries
@@ -76,14 +38,14 @@ fn top_level_outside_usr_and_opt() {
             ("etc/keepalived/keepalived.conf", file("c")),
         ],
     );
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", &tree],
         &["etc", "outside usr/ and opt/"],
     );
     let src = dir.path().join("src");
     fs::write(&src, "x").unwrap();
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--file", &format!("var/lib/x={}", src.display())],
         &["var/lib/x", "outside usr/ and opt/"],
@@ -92,7 +54,7 @@ fn top_level_outside_usr_and_opt() {
     let tree2 = dir.path().join("tree2");
     fs::create_dir(&tree2).unwrap();
     fs::write(tree2.join("usr"), "not a dir").unwrap();
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", path_str(&tree2)],
         &["usr", "must be a directory"],
@@ -112,14 +74,14 @@ fn usr_sbin_is_refused() {
             },
         )],
     );
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", &tree],
         &["usr/sbin", "symlink to bin", "usr/bin/"],
     );
     let src = dir.path().join("keepalived");
     fs::write(&src, "elf").unwrap();
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--file", &format!("usr/sbin/keepalived={}", src.display())],
         &["usr/sbin/keepalived", "symlink to bin"],
@@ -127,7 +89,7 @@ fn usr_sbin_is_refused() {
     // an empty usr/sbin directory hides the host's /usr/sbin just as well
     let empty = dir.path().join("empty");
     fs::create_dir_all(empty.join("usr/sbin")).unwrap();
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", path_str(&empty)],
         &["usr/sbin", "symlink to bin"],
@@ -145,14 +107,14 @@ fn fifos_and_sockets_are_refused() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", path_str(&tree)],
         &["usr/lib/fifo", "fifo"],
     );
     fs::remove_file(tree.join("usr/lib/fifo")).unwrap();
     let _socket = std::os::unix::net::UnixListener::bind(tree.join("usr/lib/sock")).unwrap();
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", path_str(&tree)],
         &["usr/lib/sock", "socket"],
@@ -176,13 +138,13 @@ fn setuid_setgid_sticky_are_refused() {
             fs::write(&full, "x").unwrap();
         }
         fs::set_permissions(&full, fs::Permissions::from_mode(mode)).unwrap();
-        assert_refused(
+        assert_build_refused(
             &dir.path().join("out"),
             &["--tree", path_str(&tree)],
             &[path, bit],
         );
         if bit != "sticky" {
-            assert_refused(
+            assert_build_refused(
                 &dir.path().join("out"),
                 &["--file", &format!("usr/bin/y={}", full.display())],
                 &["usr/bin/y", bit],
@@ -203,7 +165,7 @@ fn escaping_symlinks_are_refused() {
             dir.path(),
             &[("usr/bin/link", Spec::Symlink(target.into()))],
         );
-        assert_refused(
+        assert_build_refused(
             &dir.path().join("out"),
             &["--tree", &tree],
             &["usr/bin/link", target, reason],
@@ -221,7 +183,7 @@ fn bad_names_are_refused() {
         "x",
     )
     .unwrap();
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", path_str(&tree)],
         &["usr/lib/bad", "not UTF-8"],
@@ -236,7 +198,7 @@ fn bad_names_are_refused() {
         ("", "empty path"),
         ("usr/bin/", "empty path component"),
     ] {
-        assert_refused(
+        assert_build_refused(
             &dir.path().join("out"),
             &["--file", &format!("{dest}={}", src.display())],
             &[reason],
@@ -293,7 +255,7 @@ fn payload_with_its_own_extension_release_is_refused() {
             file("ID=_any\n"),
         )],
     );
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", &tree],
         &[
@@ -310,7 +272,7 @@ fn conflicting_sources_are_refused() {
     let two = dir.path().join("two");
     materialise(&one, &[("usr/bin/x".into(), file("one"))]);
     materialise(&two, &[("usr/bin/x".into(), file("two"))]);
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", path_str(&one), "--tree", path_str(&two)],
         &[
@@ -323,21 +285,10 @@ fn conflicting_sources_are_refused() {
     // identical copies merge fine
     let three = dir.path().join("three");
     materialise(&three, &[("usr/bin/x".into(), file("one"))]);
-    let output = run(&[
-        "build",
-        "--name",
-        "t",
-        "--version",
-        "1",
-        "--arch",
-        "x86-64",
-        "--out",
-        path_str(&dir.path().join("ok")),
-        "--tree",
-        path_str(&one),
-        "--tree",
-        path_str(&three),
-    ]);
+    let output = build_t(
+        &dir.path().join("ok"),
+        &["--tree", path_str(&one), "--tree", path_str(&three)],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
@@ -348,7 +299,7 @@ fn malformed_sha256sums_is_not_clobbered() {
     let out = dir.path().join("out");
     fs::create_dir_all(&out).unwrap();
     fs::write(out.join("SHA256SUMS"), "this is not a checksum line\n").unwrap();
-    assert_refused(&out, &["--tree", &tree], &["SHA256SUMS", "line 1"]);
+    assert_build_refused(&out, &["--tree", &tree], &["SHA256SUMS", "line 1"]);
 }
 
 #[test]
@@ -356,27 +307,27 @@ fn bad_options_are_refused() {
     let dir = tempdir();
     let tree = tree_with(dir.path(), &[("usr/bin/x", file("x"))]);
     let out = dir.path().join("out");
-    assert_refused(
+    assert_build_refused(
         &out,
         &["--tree", &tree, "--update-url", "ftp://example.org/"],
         &["--update-url", "https://"],
     );
-    assert_refused(
+    assert_build_refused(
         &out,
         &["--tree", &tree, "--sysext-level", "1.0"],
         &["--sysext-level", "--os"],
     );
-    assert_refused(
+    assert_build_refused(
         &out,
         &["--tree", &tree, "--os", "Flatcar Linux"],
         &["--os", "os-release"],
     );
-    assert_refused(
+    assert_build_refused(
         &out,
         &["--tree", &tree, "--provenance", "novalue"],
         &["--provenance", "KEY=VALUE"],
     );
-    assert_refused(
+    assert_build_refused(
         &out,
         &[
             "--tree",
@@ -388,9 +339,9 @@ fn bad_options_are_refused() {
         ],
         &["\"a\"", "twice"],
     );
-    assert_refused(&out, &["--file", "usr/bin/x"], &["DEST=SRC"]);
-    assert_refused(&out, &[], &["no payload"]);
-    assert_refused(
+    assert_build_refused(&out, &["--file", "usr/bin/x"], &["DEST=SRC"]);
+    assert_build_refused(&out, &[], &["no payload"]);
+    assert_build_refused(
         &out,
         &["--tree", path_str(&dir.path().join("missing"))],
         &["missing", "cannot read"],
@@ -420,14 +371,14 @@ fn non_directories_at_host_directories_are_refused() {
         dir.path(),
         &[("usr/lib", Spec::Symlink("/opt/mylib".into()))],
     );
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--tree", &tree],
         &["usr/lib", "hide the host's whole /usr/lib"],
     );
     let src = dir.path().join("src");
     fs::write(&src, "x").unwrap();
-    assert_refused(
+    assert_build_refused(
         &dir.path().join("out"),
         &["--file", &format!("usr/share={}", src.display())],
         &["usr/share", "hide the host's whole /usr/share"],

@@ -386,3 +386,47 @@ pub fn parse_yaml(text: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&output.stdout).unwrap()
 }
+
+/// Runs `build` of extension `t`, version 1, for x86-64 into `out`, with `args` naming the
+/// payload and any further options: the smallest build a test of one option or refusal needs.
+pub fn build_t(out: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "build",
+        "--name",
+        "t",
+        "--version",
+        "1",
+        "--arch",
+        "x86-64",
+        "--out",
+        path_str(out),
+    ];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// Asserts that [`build_t`] with `args` is refused: exit 2, all of `needles` in the message, and
+/// `out` holding exactly what it held before (no output, no temporary file, SHA256SUMS as it was).
+pub fn assert_build_refused(out: &Path, args: &[&str], needles: &[&str]) {
+    let before = dir_listing(out);
+    let before_sums = fs::read(out.join("SHA256SUMS")).ok();
+    let output = build_t(out, args);
+    let message = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "not refused: build_t {args:?}\n{message}"
+    );
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "{needle:?} missing from the message:\n{message}"
+        );
+    }
+    assert_eq!(
+        dir_listing(out),
+        before,
+        "output directory changed: {message}"
+    );
+    assert_eq!(fs::read(out.join("SHA256SUMS")).ok(), before_sums);
+}
