@@ -202,10 +202,11 @@ pub struct FileData {
 }
 
 impl FileData {
-    pub fn new(contents: Vec<u8>, executable: bool) -> Self {
+    pub fn new(contents: impl Into<Arc<[u8]>>, executable: bool) -> Self {
+        let contents = contents.into();
         let sha256 = Sha256::digest(&contents).into();
         FileData {
-            contents: contents.into(),
+            contents,
             executable,
             sha256,
         }
@@ -365,7 +366,7 @@ impl Payload {
                     check_entry(&path, EntryKind::File, file.mode, None)
                         .with_context(|| format!("refusing {origin}"))?;
                     Node::File(FileData {
-                        contents: file.contents.into(),
+                        contents: file.contents,
                         executable: file.mode & 0o111 != 0,
                         sha256: file.sha256,
                     })
@@ -389,8 +390,9 @@ impl Payload {
         let mode = meta.permissions().mode() & 0o7777;
         check_entry(dest, EntryKind::File, mode, None)
             .with_context(|| format!("refusing {origin}"))?;
-        let contents =
-            fs::read(source).with_context(|| format!("{origin}: cannot read the source"))?;
+        let contents = fs::File::open(source)
+            .and_then(|mut file| read_shared(&mut file, meta.len()))
+            .with_context(|| format!("{origin}: cannot read the source"))?;
         self.insert(
             dest,
             Node::File(FileData::new(contents, mode & 0o111 != 0)),
@@ -486,7 +488,7 @@ fn describe(node: &Node) -> String {
 /// A regular file read from a tree: permission bits, contents, SHA-256.
 struct ReadFile {
     mode: u32,
-    contents: Vec<u8>,
+    contents: Arc<[u8]>,
     sha256: [u8; 32],
 }
 
@@ -499,8 +501,7 @@ fn read_all(sources: &[&Path]) -> Vec<std::io::Result<ReadFile>> {
         if !meta.is_file() {
             return Err(std::io::Error::other("no longer a regular file"));
         }
-        let mut contents = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut contents)?;
+        let contents = read_shared(&mut file, meta.len())?;
         let sha256 = Sha256::digest(&contents).into();
         Ok(ReadFile {
             mode: meta.permissions().mode() & 0o7777,
@@ -535,6 +536,33 @@ fn read_all(sources: &[&Path]) -> Vec<std::io::Result<ReadFile>> {
         .collect()
 }
 
+/// The rest of `file`, read straight into the shared buffer the payload keeps: turning a `Vec`
+/// into an `Arc<[u8]>` copies it, which for a large tree cost a serial pass over every payload
+/// byte between reading and compressing. `len` is the size from `stat`; a file that changes size
+/// while it is read is kept as read, like `read_to_end` would, at the cost of that copy.
+fn read_shared(file: &mut fs::File, len: u64) -> std::io::Result<Arc<[u8]>> {
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    let mut contents: Arc<[u8]> = std::iter::repeat_n(0, len).collect();
+    let buffer = Arc::get_mut(&mut contents).expect("a new Arc is not shared");
+    let mut filled = 0;
+    while filled < len {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)?;
+    if filled == len && rest.is_empty() {
+        return Ok(contents);
+    }
+    let mut resized = buffer[..filled].to_vec();
+    resized.extend_from_slice(&rest);
+    Ok(resized.into())
+}
+
 /// `relative` as a `/`-separated UTF-8 string, refusing names that are not UTF-8.
 fn relative_utf8(relative: &Path) -> Result<String> {
     let mut parts = Vec::new();
@@ -558,6 +586,20 @@ fn relative_utf8(relative: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file that grew or shrank between `stat` and the read is kept exactly as read.
+    #[test]
+    fn read_shared_keeps_what_was_read_when_the_size_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let contents: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&path, &contents).unwrap();
+        for stat_len in [0, 1, 299_999, 300_000, 300_001, 1 << 20] {
+            let mut file = fs::File::open(&path).unwrap();
+            let read = read_shared(&mut file, stat_len).unwrap();
+            assert_eq!(&read[..], &contents[..], "stat said {stat_len} bytes");
+        }
+    }
 
     #[test]
     fn paths_outside_usr_and_opt_are_refused() {
