@@ -20,25 +20,8 @@ let
     genAttrs = names: f: listToAttrs (map (name: { inherit name; value = f name; }) names);
     optionals = condition: list: if condition then list else [ ];
     importTOML = path: builtins.fromTOML (builtins.readFile path);
-    # lib/strings.nix
-    escapeShellArg = arg:
-      let
-        string = toString arg;
-      in
-      if builtins.match "[[:alnum:],._+:@%/-]+" string == null
-      then "'${replaceStrings [ "'" ] [ "'\\''" ] string}'"
-      else string;
-    escapeShellArgs = args: concatStringsSep " " (map escapeShellArg args);
-    concatMapStrings = f: list: concatStringsSep "" (map f list);
-    removeSuffix = suffix: string:
-      let
-        suffixLength = builtins.stringLength suffix;
-        stringLength = builtins.stringLength string;
-      in
-      if suffixLength <= stringLength
-        && builtins.substring (stringLength - suffixLength) suffixLength string == suffix
-      then builtins.substring 0 (stringLength - suffixLength) string
-      else string;
+    # lib/strings.nix, as nixpkgs defines them
+    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix;
     mkForce = value: { _type = "override"; priority = 50; content = value; };
     licenses = { gpl2Plus = "gpl2Plus"; mit = "mit"; asl20 = "asl20"; };
     platforms.linux = [ "x86_64-linux" "aarch64-linux" ];

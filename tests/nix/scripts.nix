@@ -11,26 +11,9 @@
 let
   given = builtins.fromJSON (builtins.readFile inputs);
 
-  lib = rec {
-    # lib/strings.nix
-    escapeShellArg = arg:
-      let
-        string = toString arg;
-      in
-      if builtins.match "[[:alnum:],._+:@%/-]+" string == null
-      then "'${builtins.replaceStrings [ "'" ] [ "'\\''" ] string}'"
-      else string;
-    escapeShellArgs = args: builtins.concatStringsSep " " (map escapeShellArg args);
-    concatMapStrings = f: list: builtins.concatStringsSep "" (map f list);
-    removeSuffix = suffix: string:
-      let
-        suffixLength = builtins.stringLength suffix;
-        stringLength = builtins.stringLength string;
-      in
-      if suffixLength <= stringLength
-        && builtins.substring (stringLength - suffixLength) suffixLength string == suffix
-      then builtins.substring 0 (stringLength - suffixLength) string
-      else string;
+  lib = {
+    # lib/strings.nix, as nixpkgs defines them
+    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix;
     # lib/lists.nix
     inherit (builtins) concatMap attrNames;
   };

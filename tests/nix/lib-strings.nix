@@ -1,0 +1,24 @@
+# The string functions of nixpkgs' lib/strings.nix that the nix/*.nix files use, with nixpkgs'
+# definitions, for the stand-in nixpkgs of tests/nix/evaluate.nix and tests/nix/scripts.nix:
+# both must quote and strip exactly as the real lib does, or the scripts they check would differ
+# from what Nix builds.
+rec {
+  escapeShellArg = arg:
+    let
+      string = toString arg;
+    in
+    if builtins.match "[[:alnum:],._+:@%/-]+" string == null
+    then "'${builtins.replaceStrings [ "'" ] [ "'\\''" ] string}'"
+    else string;
+  escapeShellArgs = args: builtins.concatStringsSep " " (map escapeShellArg args);
+  concatMapStrings = f: list: builtins.concatStringsSep "" (map f list);
+  removeSuffix = suffix: string:
+    let
+      suffixLength = builtins.stringLength suffix;
+      stringLength = builtins.stringLength string;
+    in
+    if suffixLength <= stringLength
+      && builtins.substring (stringLength - suffixLength) suffixLength string == suffix
+    then builtins.substring 0 (stringLength - suffixLength) string
+    else string;
+}
