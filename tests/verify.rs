@@ -286,9 +286,9 @@ fn layout_rules_hold_without_a_manifest() {
     )
     .unwrap();
     fs::write(tree.join("etc/passwd"), "root").unwrap();
-    use std::os::unix::fs::PermissionsExt;
+    // The setuid bit comes from a mksquashfs pseudo-definition ("m": modify an existing file's
+    // mode): Nix's build sandbox, where this test also runs, forbids chmod with setuid.
     fs::write(tree.join("usr/suid"), "x").unwrap();
-    fs::set_permissions(tree.join("usr/suid"), fs::Permissions::from_mode(0o4755)).unwrap();
     let image = tmp.path().join("bad-v1-x86-64.raw");
     mksquashfs(
         &tree,
@@ -302,6 +302,8 @@ fn layout_rules_hold_without_a_manifest() {
             "7",
             "-mkfs-time",
             "7",
+            "-p",
+            "usr/suid m 4755 1000 1000",
         ],
     );
     fs::write(
