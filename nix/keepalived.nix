@@ -18,6 +18,15 @@
 , src
 }:
 
+let
+  # What configure is asked for: the data file's features and the install layout. stdenv adds
+  # the build and host platforms (--build=<build machine>) and the static flags on top; the
+  # manifest records these instead, so it does not depend on the machine that built it.
+  projectConfigureFlags = configureFlags ++ [
+    "--prefix=/usr"
+    "--sysconfdir=/etc"
+  ];
+in
 stdenv.mkDerivation {
   pname = "keepalived-static";
   inherit version src;
@@ -36,10 +45,18 @@ stdenv.mkDerivation {
   # file's flags fix the iproute2 directories too (--with-iproute-{etc,usr}-dir): configure would
   # otherwise ask the build machine's `ip` for them.
   dontAddPrefix = true;
-  configureFlags = configureFlags ++ [
-    "--prefix=/usr"
-    "--sysconfdir=/etc"
-  ];
+  configureFlags = projectConfigureFlags;
+
+  # keepalived's configure mishandles a static pkg-config in two places (nix/keepalived-pkg-config
+  # says how; tests/e2e/build-keepalived uses the same script): without this, libnl is silently
+  # left out. The real pkg-config is nixpkgs' target-prefixed wrapper, which adds --static.
+  preConfigure = ''
+    export KEEPALIVED_REAL_PKG_CONFIG="$PKG_CONFIG"
+    export PKG_CONFIG=${./keepalived-pkg-config}
+    mkdir -p "$TMPDIR/pkg-config-bin"
+    ln -s ${./keepalived-pkg-config} "$TMPDIR/pkg-config-bin/pkg-config"
+    export PATH="$TMPDIR/pkg-config-bin:$PATH"
+  '';
 
   enableParallelBuilding = true;
 
@@ -58,6 +75,8 @@ stdenv.mkDerivation {
 
   # Strip the symbol table as well as debug info: the image ships only what runs.
   stripAllList = [ "bin" ];
+
+  passthru = { inherit projectConfigureFlags; };
 
   meta = {
     description = "keepalived ${version}, statically linked against musl";
