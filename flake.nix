@@ -3,7 +3,7 @@
 
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
-  outputs = { self, nixpkgs }:
+  outputs = { nixpkgs, ... }:
     let
       inherit (nixpkgs) lib;
 
@@ -34,16 +34,19 @@
       # "2.4.3" -> "2_4_3": the command line reads a dot in `.#name` as an attribute path.
       versionTag = version: lib.replaceStrings [ "." ] [ "_" ] version;
 
-      # Written into every manifest: what the image was built from.
+      # Written into every manifest: what the image was built from, and nothing that depends on
+      # the machine that built it. The flake's own revision is left out on purpose: it would make
+      # every commit rebuild every image (and the VM test) for a manifest that differs only in
+      # that line; a release names its commit in its tag instead (README, "Publishing").
       provenanceFor = keepalived: release: {
         keepalived-source =
           if release.src.type == "url" then release.src.url
           else "github:${release.src.owner}/${release.src.repo}/${release.src.commit} (tag ${release.src.tag})";
         keepalived-source-hash = release.src.hash;
-        # As configure received them: the data file's, the install layout's and nixpkgs' static ones.
-        keepalived-configure-flags = toString keepalived.configureFlags;
+        # The data file's flags and the install layout's, not the ones stdenv adds for the build
+        # machine (--build=...).
+        keepalived-configure-flags = toString keepalived.projectConfigureFlags;
         nixpkgs-rev = nixpkgs.rev;
-        flake-rev = self.rev or "none (built from a tree with uncommitted changes)";
       };
 
       perSystem = system:
@@ -140,7 +143,7 @@
         {
           inherit packages checks;
           devShell = pkgs.callPackage ./nix/dev-shell.nix { };
-          formatter = pkgs.nixpkgs-fmt;
+          formatter = pkgs.callPackage ./nix/formatter.nix { };
         };
 
       bySystem = lib.genAttrs systems perSystem;
