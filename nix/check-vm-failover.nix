@@ -9,6 +9,35 @@
 let
   vip = "192.0.2.100";
 
+  # The units and drop-ins the image ships, read from the payload tree the image was built from,
+  # so the test cannot drift from it: every unit file, every drop-in directory with its files,
+  # and every Upholds= a drop-in declares (e.g. multi-user.target upholds keepalived.path).
+  unitDir = image.payload + "/usr/lib/systemd/system";
+  unitEntries = builtins.readDir unitDir;
+  unitFiles = builtins.filter (name: unitEntries.${name} == "regular") (builtins.attrNames unitEntries);
+  dropInDirs = builtins.filter (name: unitEntries.${name} == "directory" && lib.hasSuffix ".d" name)
+    (builtins.attrNames unitEntries);
+  dropInsOf = dir: builtins.attrNames (builtins.readDir (unitDir + "/${dir}"));
+  upholdsIn = dir: file: lib.concatMap
+    (line: lib.splitString " " (lib.removePrefix "Upholds=" line))
+    (builtins.filter (lib.hasPrefix "Upholds=") (lib.splitString "\n" (builtins.readFile (unitDir + "/${dir}/${file}"))));
+  # [ { unit = "multi-user.target"; upheld = "keepalived.path"; } ]
+  upholds = lib.concatMap
+    (dir: lib.concatMap
+      (file: map (upheld: { unit = lib.removeSuffix ".d" dir; inherit upheld; }) (upholdsIn dir file))
+      (dropInsOf dir))
+    dropInDirs;
+  # The commands that expose the merged units to the manager (see the test script for why). The
+  # lists are interpolated into the Python test script as JSON, which Python reads as literals.
+  linkCommands =
+    [ "mkdir -p ${attachedDir}" ]
+    ++ map (unit: "ln -s /usr/lib/systemd/system/${unit} ${attachedDir}/${unit}") unitFiles
+    ++ lib.concatMap
+      (dir: [ "mkdir -p ${attachedDir}/${dir}" ]
+      ++ map (file: "ln -s /usr/lib/systemd/system/${dir}/${file} ${attachedDir}/${dir}/${file}") (dropInsOf dir))
+      dropInDirs;
+  attachedDir = "/run/systemd/system.attached";
+
   # A node that looks like Flatcar to systemd-sysext (the image says ID=flatcar,
   # SYSEXT_LEVEL=1.0) and carries one keepalived.conf; nothing else of keepalived is on it.
   node = { address, priority }: {
@@ -68,19 +97,27 @@ testers.runNixOSTest {
         machine.succeed("test -x /usr/bin/keepalived")
         machine.succeed("test -f /usr/lib/systemd/system/keepalived.service")
         machine.succeed("grep -qx 'ARCHITECTURE=${image.arch}' /usr/lib/extension-release.d/extension-release.keepalived")
-        # NixOS's systemd does not necessarily search /usr/lib/systemd/system (Flatcar's does):
-        # expose the merged unit and drop-in in the runtime unit directory, which every systemd
-        # searches first, so that the manager loads exactly the shipped files.
-        machine.succeed(
-            "ln -s /usr/lib/systemd/system/keepalived.service /run/systemd/system/keepalived.service",
-            "mkdir -p /run/systemd/system/multi-user.target.d",
-            "ln -s /usr/lib/systemd/system/multi-user.target.d/10-keepalived.conf /run/systemd/system/multi-user.target.d/",
-            "systemctl daemon-reload",
-        )
-        machine.succeed("systemctl show --property=UpheldBy --value keepalived.service | grep -qw multi-user.target")
-        machine.succeed("systemctl start keepalived.service")
+        # NixOS's systemd does not search /usr/lib/systemd/system (nixpkgs patches it out;
+        # Flatcar's does): expose every merged unit and drop-in in /run/systemd/system.attached,
+        # which every systemd searches after /run/systemd/system. That keeps the operators'
+        # runtime mask (a /dev/null link in /run/systemd/system) above the shipped unit, as it is
+        # above /usr/lib/systemd/system on Flatcar.
+        machine.succeed(*${builtins.toJSON linkCommands})
+        machine.succeed("systemctl daemon-reload")
+        for relation in ${builtins.toJSON upholds}:
+            machine.succeed(
+                f"systemctl show --property=UpheldBy --value {relation['upheld']} | grep -qw {relation['unit']}"
+            )
+        # Nothing starts keepalived by hand: the upheld path unit starts it, since the
+        # configuration exists.
+        machine.wait_for_unit("keepalived.path")
         machine.wait_for_unit("keepalived.service")
         machine.succeed("systemctl show --property=ExecStart keepalived.service | grep -qF /usr/bin/keepalived")
+
+    # Stopping keepalived on purpose, as the README tells operators: a plain stop would be undone
+    # by keepalived.path, so mask the service for this boot first.
+    stop_keepalived = "systemctl mask --runtime keepalived.service && systemctl stop keepalived.service"
+    start_keepalived = "systemctl unmask --runtime keepalived.service && systemctl start keepalived.service"
 
     with subtest("the higher priority node holds the address, and only it"):
         master.wait_until_succeeds(holds_vip, timeout=30)
@@ -90,12 +127,15 @@ testers.runNixOSTest {
             master.sleep(1)
 
     with subtest("master's keepalived stops: the backup takes the address"):
-        master.succeed("systemctl stop keepalived.service")
+        master.succeed(stop_keepalived)
         backup.wait_until_succeeds(holds_vip, timeout=10)
         master.fail(holds_vip)
+        # The mask holds: the path unit does not bring keepalived back.
+        master.sleep(3)
+        master.fail("systemctl is-active keepalived.service")
 
     with subtest("master returns and preempts"):
-        master.succeed("systemctl start keepalived.service")
+        master.succeed(start_keepalived)
         master.wait_until_succeeds(holds_vip, timeout=30)
         backup.wait_until_fails(holds_vip, timeout=10)
 
