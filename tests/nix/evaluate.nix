@@ -21,12 +21,14 @@ let
     optionals = condition: list: if condition then list else [ ];
     importTOML = path: builtins.fromTOML (builtins.readFile path);
     # lib/strings.nix, as nixpkgs defines them
-    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix;
+    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix
+      hasPrefix hasSuffix removePrefix splitString;
     mkForce = value: { _type = "override"; priority = 50; content = value; };
     licenses = { gpl2Plus = "gpl2Plus"; mit = "mit"; asl20 = "asl20"; };
     platforms.linux = [ "x86_64-linux" "aarch64-linux" ];
     fileset = {
-      unions = paths: map (path: assert builtins.pathExists path; path) paths;
+      unions = paths: map (path: assert builtins.isFunction path || builtins.pathExists path; path) paths;
+      fileFilter = keep: root: assert builtins.isFunction keep && builtins.pathExists root; _path: _type: true;
       toSource = { root, fileset }: assert builtins.isPath root; assert builtins.isList fileset; fakePath "source";
     };
     sources.sourceFilesBySuffices = path: suffixes: assert builtins.isPath path; assert builtins.isList suffixes; fakePath "nix-files";
@@ -55,13 +57,18 @@ let
     outPath = fakePath (attrs.pname or attrs.name or kind);
   };
 
-  packageSet = { system, hostArch }:
+  packageSet = { system, hostArch, buildSystem }:
     let
       pkgs = {
         inherit lib;
         callPackage = callPackageWith pkgs;
         stdenv = {
-          mkDerivation = builder "mkDerivation";
+          # As make-derivation.nix does for a cross build: the build and host platforms are
+          # appended to configureFlags, so a flake that records configureFlags records the
+          # build machine (tests/nix/check's provenance check compares the two systems).
+          mkDerivation = attrs: builder "mkDerivation" (attrs // {
+            configureFlags = (attrs.configureFlags or [ ]) ++ [ "--build=${buildSystem}" "--host=${system}" ];
+          });
           hostPlatform = {
             inherit system;
             emulator = buildPackages: assert buildPackages ? callPackage; "${fakePath "qemu"}/bin/qemu-${hostArch}";
@@ -70,6 +77,7 @@ let
         rustPlatform.buildRustPackage = builder "buildRustPackage";
         runCommand = name: env: script: builder "runCommand" (env // { inherit name script; });
         mkShell = builder "mkShell";
+        writeShellApplication = builder "writeShellApplication";
         testers.runNixOSTest = test: test // { __builder = "runNixOSTest"; outPath = fakePath test.name; };
         fetchurl = args: assert args ? hash && args ? url; fakePackage args.name;
         fetchFromGitHub = args: assert args ? hash && args ? rev && args ? owner && args ? repo; fakePackage args.name;
@@ -106,10 +114,10 @@ let
     pkgs;
 
   legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (system:
-    packageSet { inherit system; hostArch = "build"; } // {
+    packageSet { inherit system; hostArch = "build"; buildSystem = system; } // {
       pkgsCross = {
-        musl64.pkgsStatic = packageSet { system = "x86_64-linux"; hostArch = "x86_64"; };
-        aarch64-multiplatform-musl.pkgsStatic = packageSet { system = "aarch64-linux"; hostArch = "aarch64"; };
+        musl64.pkgsStatic = packageSet { system = "x86_64-linux"; hostArch = "x86_64"; buildSystem = system; };
+        aarch64-multiplatform-musl.pkgsStatic = packageSet { system = "aarch64-linux"; hostArch = "aarch64"; buildSystem = system; };
       };
     });
 
