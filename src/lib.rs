@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod names;
 pub mod output;
 pub mod payload;
+pub mod published;
 pub mod sums;
 pub mod sysupdate;
 

@@ -5,7 +5,8 @@
 //! place only once all of them are complete; `SHA256SUMS` is renamed last. A crash or an error
 //! at any moment therefore leaves either the old files or the new, complete ones, never a partial
 //! image, and never a SHA256SUMS line for an image that is not fully in place. Temporary files of
-//! a failed build are removed when they are dropped.
+//! a failed build are removed when they are dropped. A file whose final name already holds the
+//! same bytes is left as it is (not even renamed over), so an identical rebuild changes nothing.
 
 use std::fs::{self, File, Permissions};
 use std::io::Write;
@@ -122,6 +123,10 @@ impl OutputDir {
         let mut written = Vec::new();
         for (temp, name) in self.staged.drain(..) {
             let target = self.path.join(&name);
+            if same_contents(temp.path(), &target)? {
+                written.push(target); // the temporary file is removed when dropped
+                continue;
+            }
             temp.persist(&target).with_context(|| {
                 format!("cannot rename the temporary file to {}", target.display())
             })?;
@@ -132,6 +137,17 @@ impl OutputDir {
             .with_context(|| format!("cannot flush the directory {}", self.path.display()))?;
         Ok(written)
     }
+}
+
+/// Whether `existing` exists and holds exactly the bytes of `staged`.
+fn same_contents(staged: &Path, existing: &Path) -> Result<bool> {
+    let old = match fs::read(existing) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", existing.display())),
+    };
+    let new = fs::read(staged).with_context(|| format!("cannot read {}", staged.display()))?;
+    Ok(old == new)
 }
 
 #[cfg(test)]

@@ -433,7 +433,7 @@ fn sha256sums_collects_versions_and_arches() {
         ]);
         assert!(output.status.success(), "{}", stderr(&output));
     }
-    // Rebuild one with different contents: its line is replaced, not added.
+    // Replace one with different contents on purpose: its line is replaced, not added.
     let extra = dir.path().join("extra");
     materialise(
         &extra,
@@ -461,6 +461,7 @@ fn sha256sums_collects_versions_and_arches() {
         path_str(&extra),
         "--epoch",
         EPOCH,
+        "--replace-published",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
 

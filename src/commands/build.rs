@@ -17,7 +17,7 @@ use crate::manifest::{Entry, ImageFile, Manifest, Tool, SCHEMA_VERSION};
 use crate::names::{self, Arch};
 use crate::output::OutputDir;
 use crate::payload::{Node, Payload};
-use crate::{hex, sums, sysupdate};
+use crate::{hex, published, sums, sysupdate};
 
 const EXAMPLE: &str = "\
 Example:
@@ -77,6 +77,13 @@ pub struct Args {
     /// Record KEY=VALUE in the manifest (source hash, revision, ...); repeatable.
     #[arg(long = "provenance", value_name = "KEY=VALUE")]
     pub provenance: Vec<String>,
+    /// Overwrite an image or manifest that DIR already publishes under the same name with
+    /// different bytes. Without it such a build is refused: published versions are immutable.
+    /// Nodes that already verified the old bytes keep them, but any re-download of that version
+    /// (a new node, a repair) gets the new bytes under the old name; a node holding the old
+    /// SHA256SUMS fails to verify it. Prefer a new --version.
+    #[arg(long)]
+    pub replace_published: bool,
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
@@ -147,6 +154,13 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     let image_index = out.stage(&image_name)?;
     let size = image::write_image(&payload, options, out.file(image_index))?;
     let (sha256, sha512) = hash_file(out.temp_path(image_index))?;
+    published::check(
+        out.path(),
+        &all_sums,
+        &image_name,
+        &sha256,
+        args.replace_published,
+    )?;
 
     let manifest = Manifest {
         schema: SCHEMA_VERSION,
@@ -172,10 +186,16 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         entries: manifest_entries(&payload),
         provenance,
     };
-    out.stage_bytes(
-        &names::manifest_file_name(&args.name, &args.version, args.arch),
-        manifest.to_json().as_bytes(),
+    let manifest_name = names::manifest_file_name(&args.name, &args.version, args.arch);
+    let manifest_json = manifest.to_json();
+    published::check(
+        out.path(),
+        &all_sums,
+        &manifest_name,
+        &hex(&Sha256::digest(manifest_json.as_bytes())),
+        args.replace_published,
     )?;
+    out.stage_bytes(&manifest_name, manifest_json.as_bytes())?;
     if let Some(transfer) = transfer {
         out.stage_bytes(&names::transfer_file_name(&args.name), transfer.as_bytes())?;
     }
