@@ -4,32 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::*;
-
-/// Every file of `dir` with its bytes, inode and mtime: what "changes nothing" compares.
-fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u64, i64, i64)> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            (
-                entry.file_name().to_string_lossy().into_owned(),
-                (
-                    fs::read(entry.path()).unwrap(),
-                    meta.ino(),
-                    meta.mtime(),
-                    meta.mtime_nsec(),
-                ),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn an_identical_rebuild_changes_nothing() {

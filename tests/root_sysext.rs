@@ -158,7 +158,6 @@ fn root_device_nodes_are_refused() {
         assert!(status.success());
         let out = dir.path().join("out");
         assert_build_refused(&out, &["--tree", path_str(&tree)], &["usr/lib/dev", what]);
-        assert!(dir_listing(&out).is_empty());
     }
 }
 

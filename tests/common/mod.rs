@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -405,11 +406,58 @@ pub fn build_t(out: &Path, args: &[&str]) -> Output {
     run(&all)
 }
 
+/// Every file of `dir` with its bytes, inode and mtime: what "changes nothing" compares.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(read) = fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    read.map(|entry| {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        let bytes = if meta.is_file() {
+            fs::read(entry.path()).unwrap()
+        } else {
+            Vec::new()
+        };
+        (
+            entry.file_name().to_string_lossy().into_owned(),
+            (bytes, meta.ino(), meta.mtime(), meta.mtime_nsec()),
+        )
+    })
+    .collect()
+}
+
+/// Puts a published feed into `out` (another version of `t`: an image, its manifest, SHA256SUMS),
+/// so that "the output directory is unchanged" compares real files, not two empty listings.
+pub fn seed_output_dir(out: &Path) {
+    let tree = out.with_extension("seed-tree");
+    fs::create_dir_all(tree.join("usr/share/seed")).unwrap();
+    fs::write(tree.join("usr/share/seed/file"), "published before\n").unwrap();
+    let output = run(&[
+        "build",
+        "--name",
+        "t",
+        "--version",
+        "0",
+        "--arch",
+        "x86-64",
+        "--out",
+        path_str(out),
+        "--tree",
+        path_str(&tree),
+    ]);
+    expect_status(&output, 0);
+}
+
 /// Asserts that [`build_t`] with `args` is refused: exit 2, all of `needles` in the message, and
-/// `out` holding exactly what it held before (no output, no temporary file, SHA256SUMS as it was).
+/// `out` holding exactly what it held before, byte for byte (no output, no temporary file,
+/// SHA256SUMS as it was). An `out` without files is first seeded with a published feed.
 pub fn assert_build_refused(out: &Path, args: &[&str], needles: &[&str]) {
-    let before = dir_listing(out);
-    let before_sums = fs::read(out.join("SHA256SUMS")).ok();
+    if snapshot(out).is_empty() {
+        seed_output_dir(out);
+    }
+    let before = snapshot(out);
     let output = build_t(out, args);
     let message = stderr(&output);
     assert_eq!(
@@ -423,10 +471,14 @@ pub fn assert_build_refused(out: &Path, args: &[&str], needles: &[&str]) {
             "{needle:?} missing from the message:\n{message}"
         );
     }
+    let after = snapshot(out);
     assert_eq!(
-        dir_listing(out),
-        before,
-        "output directory changed: {message}"
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "output directory listing changed: {message}"
     );
-    assert_eq!(fs::read(out.join("SHA256SUMS")).ok(), before_sums);
+    assert!(
+        after == before,
+        "a file in the output directory changed: {message}"
+    );
 }
