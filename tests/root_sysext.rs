@@ -1,6 +1,6 @@
-//! Tests that need root (their names start with `root_`, so a sandbox without root can skip
-//! exactly these with `cargo test -- --skip root_`; anywhere else they fail, not skip, when root
-//! or a tool is missing).
+//! Tests that need root (their names start with `root_`; Nix's check phase skips them by exact
+//! name, see nix/sysext-assembler.nix; anywhere else they fail, not skip, when root or a tool is
+//! missing).
 //!
 //! The main one hands the image to the Linux kernel through the real `systemd-sysext merge` into
 //! a fake root whose os-release matches, the way a Flatcar host does at boot.
@@ -13,6 +13,24 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
+
+/// The mount points of a /proc/self/mountinfo, with their sources: what a leaked mount changes.
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // mount point, then what follows the " - " separator: type and source
+            let separator = fields
+                .iter()
+                .position(|f| *f == "-")
+                .unwrap_or(fields.len());
+            format!("{} {}", fields[4], fields[separator..].join(" "))
+        })
+        .collect();
+    points.sort();
+    points
+}
 
 /// Builds the keepalived-like payload, merges it with systemd-sysext into a fake root and checks
 /// that ROOT/usr shows the payload, byte for byte, with the image's modes.
@@ -95,8 +113,12 @@ fn root_systemd_sysext_merges_image() {
         .unwrap();
 
         // systemd-sysext needs /run to be a mount point and its final mount to propagate back
-        // into the namespace we inspect, so everything happens inside one unshare.
+        // into the namespace we inspect, so everything happens inside one unshare. The namespace
+        // starts private (nothing done in it reaches the host, whose / is usually shared) and is
+        // made shared inside, for systemd-sysext's own propagation.
+        let host_mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let script = r#"set -e
+mount --make-rshared /
 mount --bind /run /run
 mount --make-shared /run
 systemd-sysext --root="$1" merge
@@ -108,7 +130,7 @@ cd /
 systemd-sysext --root="$1" unmerge
 "#;
         let output = Command::new("unshare")
-            .args(["-m", "--propagation", "shared", "sh", "-c", script, "sh"])
+            .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
             .arg(&root)
             .output()
             .unwrap();
@@ -136,6 +158,11 @@ systemd-sysext --root="$1" unmerge
         assert!(
             sums.contains(&format!("{binary_sha}  usr/bin/keepalived")),
             "{compression}:\n{sums}"
+        );
+        assert_eq!(
+            mount_points(&fs::read_to_string("/proc/self/mountinfo").unwrap()),
+            mount_points(&host_mounts),
+            "{compression}: the merge changed the host's mount table"
         );
         // After unmerge the fake root is as before.
         assert!(!root.join("usr/bin/keepalived").exists());
