@@ -7,6 +7,7 @@
 , rustfmt
 , squashfsTools
 , util-linux
+, strace
 , gnupg
 , python3
 , qemu
@@ -25,6 +26,7 @@ mkShell {
     rustfmt
     squashfsTools
     util-linux
+    strace
     gnupg
     (python3.withPackages (ps: [ ps.pyyaml ]))
     qemu

@@ -9,6 +9,7 @@
 , rustPlatform
 , squashfsTools
 , util-linux
+, strace
 , gnupg
 , python3
 , src
@@ -25,11 +26,13 @@ rustPlatform.buildRustPackage {
   cargoLock.lockFile = ../Cargo.lock;
 
   # The tests check the tool against independent implementations: unsquashfs and mksquashfs
-  # (squashfsTools), taskset for the one-core determinism run (util-linux), gpg for the Butane
-  # config's signing key, PyYAML for parsing the Butane output.
+  # (squashfsTools), taskset for the one-core determinism run (util-linux), strace to kill a
+  # build at each rename and fsync (tests/crash.rs), gpg for the Butane config's signing key,
+  # PyYAML for parsing the Butane output.
   nativeCheckInputs = [
     squashfsTools
     util-linux
+    strace
     gnupg
     (python3.withPackages (ps: [ ps.pyyaml ]))
   ];

@@ -97,6 +97,7 @@ let
         "libnftnl"
         "squashfsTools"
         "util-linux"
+        "strace"
         "clippy"
         "cargo"
         "rustc"

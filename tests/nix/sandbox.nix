@@ -102,6 +102,7 @@ let
     src = callFile ../../nix/rust-source.nix { };
     squashfsTools = null;
     util-linux = null;
+    strace = null;
     gnupg = null;
     python3.withPackages = _: null;
   };
