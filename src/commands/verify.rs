@@ -32,6 +32,10 @@ use crate::{payload, sums};
 /// IMAGE with `.raw` replaced by `.manifest.json` is used if it exists. At least one of the two
 /// must be found: an image checked against nothing is not verified.
 ///
+/// A published version is immutable (`build` refuses to publish other bytes under a name a feed
+/// already has): an image whose sha256 differs from its SHA256SUMS line or manifest is never a
+/// legitimate update of that version. Treat it as corrupted or tampered with.
+///
 /// Exit status: 0 verified, 1 mismatch (the first differences are named), 2 usage or I/O error.
 ///
 /// Examples:
@@ -185,7 +189,8 @@ pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Res
         match line {
             None => problems.push(format!("{} has no line for {file_name}", path.display())),
             Some((name, expected)) if *expected != sha256 => problems.push(format!(
-                "sha256 {sha256} differs from {expected} listed for {name} in {}",
+                "sha256 {sha256} differs from {expected} listed for {name} in {} (published \
+                 versions never change: these are not the published bytes)",
                 path.display()
             )),
             Some(_) => {}
