@@ -367,6 +367,87 @@ fn unsquashfs_agrees_with_manifest_and_input() {
     }
 }
 
+/// A generated tree beyond what the sample covers: 700 small files whose tails fill many fragment
+/// blocks, duplicates (stored once), incompressible random data (blocks stored uncompressed) and
+/// enough inodes and directory entries that the metadata tables span several 8 KiB blocks.
+fn large_generated_payload() -> Vec<(String, Spec)> {
+    let mut rng = Rng::new(0x901d);
+    let shared = rng.text(3000);
+    let random = rng.bytes(400_000);
+    let mut entries: Vec<(String, Spec)> = (0..700)
+        .map(|i| {
+            let contents = if i % 50 == 7 {
+                shared.clone() // duplicates
+            } else {
+                let len = 500 + rng.below(2500) as usize;
+                rng.text(len)
+            };
+            (
+                format!("usr/share/gen/d{:02}/file-{i:04}.txt", i % 23),
+                Spec::File {
+                    contents,
+                    executable: i % 9 == 0,
+                },
+            )
+        })
+        .collect();
+    for name in ["random.bin", "random-copy.bin"] {
+        entries.push((
+            format!("usr/lib/gen/{name}"),
+            Spec::File {
+                contents: random.clone(),
+                executable: false,
+            },
+        ));
+    }
+    entries
+}
+
+/// Golden hashes of the generated tree, per compressor: the layouts the small sample cannot
+/// reach (many fragment blocks, deduplicated files, uncompressed blocks, multi-block metadata).
+/// Nix's check phase runs it in the release profile (tests/nix/sandbox shows that it passes there).
+#[test]
+fn golden_image_hashes_of_a_generated_tree() {
+    let golden = [
+        (
+            "xz",
+            "76b74d646b22bc80311cb767332e9c06bff8b58516f0b011911c8a21c4d0b559",
+        ),
+        (
+            "zstd",
+            "7d1232d281cac8a6959fec3cd8f265f2a260574bb8111b991268c53a4cbc4626",
+        ),
+        (
+            "gzip",
+            "9d066f238306d2b7eb4a2b570b3b968e28335892c8436c94a611daebae8d5d99",
+        ),
+    ];
+    let dir = tempdir();
+    let payload = dir.path().join("payload");
+    materialise(&payload, &large_generated_payload());
+    let mut actual = Vec::new();
+    for (compression, _) in golden {
+        let out = dir.path().join(format!("out-{compression}"));
+        let output = build_sample(&out, &payload, &["--compression", compression]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let image = fs::read(out.join("tool-v1.0-x86-64.raw")).unwrap();
+        // The layouts this golden exists for are really there (superblock fields).
+        let u32_at = |at: usize| u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
+        assert!(u32_at(4) > 700, "inode count {}", u32_at(4));
+        let fragments = u32_at(16);
+        assert!(fragments >= 4, "{compression}: {fragments} fragment blocks");
+        let inode_table_bytes = u64_at(72) - u64_at(64);
+        assert!(
+            inode_table_bytes > 8192 / 2,
+            "{compression}: the inode table takes {inode_table_bytes} bytes"
+        );
+        actual.push((compression, sha256_file(&out.join("tool-v1.0-x86-64.raw"))));
+    }
+    let expected: Vec<(&str, String)> = golden.iter().map(|(c, h)| (*c, h.to_string())).collect();
+    assert_eq!(actual, expected);
+}
+
 /// The image hash of a fixed payload, per compressor. A change here means every published image
 /// would change: a backhand, liblzma, zstd or zlib-rs bump, a different compressor build (system
 /// library instead of the pinned one), or a change in this tool. Update only on purpose, and say
