@@ -1,5 +1,6 @@
-//! Block compression for backhand's writer: parallel, with output identical to compressing the
-//! blocks one after another.
+//! The compressor choice (xz, zstd or gzip, with their fixed levels) and block compression for
+//! backhand's writer: parallel, with output identical to compressing the blocks one after
+//! another. `image` uses this module; this module knows nothing of `image`.
 //!
 //! backhand's `FilesystemWriter::write` compresses every data and fragment block on the calling
 //! thread, one at a time: with xz that is several times slower than mksquashfs on two cores. It
@@ -21,18 +22,82 @@
 //! encoder (zlib-rs, level 9, window 15).
 
 use std::cell::RefCell;
+use std::fmt;
 use std::ops::Range;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
+use anyhow::bail;
+use backhand::compression::{CompressionAction, CompressionOptions, Compressor, DefaultCompressor};
 use backhand::kind::Kind;
 use backhand::{BackhandError, FilesystemCompressor, SuperBlock};
 use liblzma::stream::{Action, Check, Filters, LzmaOptions, Status, Stream};
 
-use crate::image::{Compression, XZ_LEVEL, ZSTD_LEVEL};
 use crate::payload::{Node, Payload};
+
+/// zstd level, mksquashfs's default (15): images are written once and read on every boot.
+pub const ZSTD_LEVEL: u32 = 15;
+
+/// xz preset (6, liblzma's default and mksquashfs's); the dictionary is the block size.
+/// gzip uses backhand's settings: zlib level 9, window 15, as mksquashfs.
+pub const XZ_LEVEL: u32 = 6;
+
+/// The SquashFS compressors the tool writes. All come from code pinned in Cargo.lock and built
+/// from source (liblzma-sys and zstd-sys vendored, zlib-rs in Rust), never from system libraries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Xz,
+    Zstd,
+    Gzip,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+        }
+    }
+
+    /// The backhand compressor settings. xz and gzip use backhand's defaults (no options block in
+    /// the image, like mksquashfs without -X options); zstd records its level in the image.
+    pub(crate) fn filesystem_compressor(self) -> FilesystemCompressor {
+        let (id, options) = match self {
+            Compression::Xz => (Compressor::Xz, None),
+            Compression::Gzip => (Compressor::Gzip, None),
+            Compression::Zstd => (
+                Compressor::Zstd,
+                Some(CompressionOptions::Zstd(backhand::compression::Zstd {
+                    compression_level: ZSTD_LEVEL,
+                })),
+            ),
+        };
+        FilesystemCompressor::new(id, options).expect("valid compressor settings")
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "xz" => Ok(Compression::Xz),
+            "zstd" => Ok(Compression::Zstd),
+            "gzip" => Ok(Compression::Gzip),
+            _ => bail!("unknown compression {s:?}; use xz, zstd or gzip"),
+        }
+    }
+}
 
 /// The compressor installed into backhand's `Kind`.
 pub struct PlannedCompressor;

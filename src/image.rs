@@ -9,82 +9,17 @@
 //! output stays byte-identical to compressing them one by one.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs::File;
 use std::io::{BufWriter, Cursor, Seek, Write};
-use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
-use backhand::compression::{CompressionOptions, Compressor};
-use backhand::{FilesystemCompressor, FilesystemReader, FilesystemWriter, NodeHeader};
+use backhand::{FilesystemReader, FilesystemWriter, NodeHeader};
 
-use crate::compress;
+use crate::compress::{self, Compression};
 use crate::payload::{Node, Payload};
 
 /// SquashFS data block size: 128 KiB, mksquashfs's default and the kernel's sweet spot.
 pub const BLOCK_SIZE: u32 = 128 * 1024;
-
-/// zstd level, mksquashfs's default (15): images are written once and read on every boot.
-pub const ZSTD_LEVEL: u32 = 15;
-
-/// xz preset (6, liblzma's default and mksquashfs's); the dictionary is the block size.
-/// gzip uses backhand's settings: zlib level 9, window 15, as mksquashfs.
-pub const XZ_LEVEL: u32 = 6;
-
-/// The SquashFS compressors the tool writes. All come from code pinned in Cargo.lock and built
-/// from source (liblzma-sys and zstd-sys vendored, zlib-rs in Rust), never from system libraries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    #[default]
-    Xz,
-    Zstd,
-    Gzip,
-}
-
-impl Compression {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Xz => "xz",
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-        }
-    }
-
-    /// The backhand compressor settings. xz and gzip use backhand's defaults (no options block in
-    /// the image, like mksquashfs without -X options); zstd records its level in the image.
-    pub(crate) fn filesystem_compressor(self) -> FilesystemCompressor {
-        let (id, options) = match self {
-            Compression::Xz => (Compressor::Xz, None),
-            Compression::Gzip => (Compressor::Gzip, None),
-            Compression::Zstd => (
-                Compressor::Zstd,
-                Some(CompressionOptions::Zstd(backhand::compression::Zstd {
-                    compression_level: ZSTD_LEVEL,
-                })),
-            ),
-        };
-        FilesystemCompressor::new(id, options).expect("valid compressor settings")
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Compression {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "xz" => Ok(Compression::Xz),
-            "zstd" => Ok(Compression::Zstd),
-            "gzip" => Ok(Compression::Gzip),
-            _ => bail!("unknown compression {s:?}; use xz, zstd or gzip"),
-        }
-    }
-}
 
 /// Settings that, with the payload, determine the image bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use sysext_assembler::image::{self, Compression, ImageOptions};
+use sysext_assembler::compress::Compression;
+use sysext_assembler::image::{self, ImageOptions};
 use sysext_assembler::payload::Payload;
 
 const BLOCK: usize = 131_072;

@@ -11,8 +11,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::compress::Compression;
 use crate::extension_release::ExtensionRelease;
-use crate::image::{self, Compression, ImageOptions};
+use crate::image::{self, ImageOptions};
 use crate::manifest::{Entry, ImageFile, Manifest, Tool, SCHEMA_VERSION};
 use crate::names::{self, Arch};
 use crate::output::OutputDir;
