@@ -6,14 +6,13 @@
 //! rebuild (the normal case, the build being reproducible) changes nothing. Replacing on purpose
 //! takes `--replace-published`.
 
-use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
-use crate::{hex, sums::Sums};
+use crate::{file_hash, sums::Sums};
 
 /// What the output directory already says about one output file.
 struct Published {
@@ -24,21 +23,10 @@ struct Published {
 }
 
 fn sha256_of(path: &Path) -> Result<Option<String>> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file
-            .read(&mut buffer)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if read == 0 {
-            return Ok(Some(hex(&hasher.finalize())));
-        }
-        hasher.update(&buffer[..read]);
+    match fs::symlink_metadata(path) {
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        Ok(_) => file_hash::sha256_file(path).map(Some),
     }
 }
 

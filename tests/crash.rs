@@ -132,24 +132,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The command line of the build under test: `sysext-assembler` and [`build_t`]'s arguments.
 fn build_command_line(out: &Path, payload: &Path) -> Vec<String> {
-    let mut args: Vec<String> = [
-        BIN,
-        "build",
-        "--name",
-        "t",
-        "--version",
-        "1",
-        "--arch",
-        "x86-64",
-        "--out",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(path_str(out).into());
-    args.extend(build_args(payload).iter().map(|s| s.to_string()));
-    args
+    std::iter::once(BIN)
+        .chain(build_t_args(out, &build_args(payload)))
+        .map(str::to_string)
+        .collect()
 }
 
 fn killed(output: &Output) -> bool {

@@ -60,28 +60,9 @@ fn other_bytes_under_a_published_name_are_refused() {
 
 /// The same build as [`built_image`] (hello 1.0, same epoch and options) from another payload.
 fn build_other(payload: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "build",
-        "--name",
-        "hello",
-        "--version",
-        "1.0",
-        "--arch",
-        "x86-64",
-        "--epoch",
-        "1700000000",
-        "--os",
-        "flatcar",
-        "--reload-manager",
-        "--update-url",
-        "https://downloads.example.com/hello/",
-        "--out",
-        path_str(out),
-        "--tree",
-        path_str(payload),
-    ];
+    let mut args = vec!["--epoch", "1700000000"];
     args.extend_from_slice(extra);
-    run(&args)
+    run_hello_build(payload, out, "1.0", &args)
 }
 
 #[test]

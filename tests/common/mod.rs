@@ -313,6 +313,20 @@ pub struct Built {
 
 /// Builds `hello` VERSION for x86-64 from `payload` into `out` with the given extra options.
 pub fn build(payload: &Path, out: &Path, version: &str, extra: &[&str]) -> Built {
+    let output = run_hello_build(payload, out, version, extra);
+    expect_status(&output, 0);
+    let stem = format!("hello-v{}-x86-64", version.trim_start_matches('v'));
+    Built {
+        dir: out.to_path_buf(),
+        image: out.join(format!("{stem}.raw")),
+        manifest: out.join(format!("{stem}.manifest.json")),
+        sums: out.join("SHA256SUMS"),
+        transfer: out.join("hello.conf"),
+    }
+}
+
+/// The build [`build`] runs, returning its output whatever the exit status.
+pub fn run_hello_build(payload: &Path, out: &Path, version: &str, extra: &[&str]) -> Output {
     let mut args: Vec<String> = [
         "build",
         "--name",
@@ -335,16 +349,7 @@ pub fn build(payload: &Path, out: &Path, version: &str, extra: &[&str]) -> Built
     args.push("--tree".into());
     args.push(payload.display().to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
-    let output = run(&args);
-    expect_status(&output, 0);
-    let stem = format!("hello-v{}-x86-64", version.trim_start_matches('v'));
-    Built {
-        dir: out.to_path_buf(),
-        image: out.join(format!("{stem}.raw")),
-        manifest: out.join(format!("{stem}.manifest.json")),
-        sums: out.join("SHA256SUMS"),
-        transfer: out.join("hello.conf"),
-    }
+    run(&args)
 }
 
 /// A fresh payload + build of hello 1.0 in a temporary directory.
@@ -391,6 +396,11 @@ pub fn parse_yaml(text: &str) -> serde_json::Value {
 /// Runs `build` of extension `t`, version 1, for x86-64 into `out`, with `args` naming the
 /// payload and any further options: the smallest build a test of one option or refusal needs.
 pub fn build_t(out: &Path, args: &[&str]) -> Output {
+    run(&build_t_args(out, args))
+}
+
+/// The arguments [`build_t`] passes to `sysext-assembler`.
+pub fn build_t_args<'a>(out: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec![
         "build",
         "--name",
@@ -403,7 +413,7 @@ pub fn build_t(out: &Path, args: &[&str]) -> Output {
         path_str(out),
     ];
     all.extend_from_slice(args);
-    run(&all)
+    all
 }
 
 /// Every file of `dir` with its bytes, inode and mtime: what "changes nothing" compares.
