@@ -41,6 +41,7 @@ rustPlatform.buildRustPackage {
     "root_systemd_sysext_merges_image"
     "root_device_nodes_are_refused"
     "root_determinism_ignores_owners"
+    "root_kernel_reads_bcj_filtered_images"
     "chmod_setuid_setuid_and_setgid_are_refused"
   ];
 

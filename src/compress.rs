@@ -63,11 +63,18 @@ impl Compression {
         }
     }
 
-    /// The backhand compressor settings. xz and gzip use backhand's defaults (no options block in
-    /// the image, like mksquashfs without -X options); zstd records its level in the image.
-    pub(crate) fn filesystem_compressor(self) -> FilesystemCompressor {
+    /// The backhand compressor settings. xz without a BCJ filter and gzip use backhand's defaults
+    /// (no options block in the image, like mksquashfs without -X options); xz with a filter
+    /// records it and the dictionary size (the block size), as mksquashfs -Xbcj does; zstd
+    /// records its level.
+    pub(crate) fn filesystem_compressor(
+        self,
+        block_size: u32,
+        xz_filter: XzFilter,
+    ) -> FilesystemCompressor {
         let (id, options) = match self {
-            Compression::Xz => (Compressor::Xz, None),
+            Compression::Xz if xz_filter == XzFilter::None => (Compressor::Xz, None),
+            Compression::Xz => (Compressor::Xz, Some(xz_options(block_size, xz_filter))),
             Compression::Gzip => (Compressor::Gzip, None),
             Compression::Zstd => (
                 Compressor::Zstd,
@@ -77,6 +84,67 @@ impl Compression {
             ),
         };
         FilesystemCompressor::new(id, options).expect("valid compressor settings")
+    }
+}
+
+/// The xz options block: dictionary size and the filter bit (mksquashfs's numbering).
+fn xz_options(block_size: u32, xz_filter: XzFilter) -> CompressionOptions {
+    CompressionOptions::Xz(backhand::compression::Xz {
+        dictionary_size: block_size,
+        filters: backhand::v4::compressor::XzFilter::new(xz_filter.options_bit()),
+        bit_opts: None,
+        fb: None,
+    })
+}
+
+/// A BCJ filter: it turns the relative branch targets of one architecture's machine code into
+/// absolute ones, so xz finds more repeats. Like mksquashfs -Xbcj, every data block is
+/// compressed with and without it and the smaller result is kept, so data that is not machine
+/// code costs only compression time. Metadata blocks never use it. The kernel's SquashFS
+/// decoder needs the matching CONFIG_XZ_DEC_* (x86: every kernel; arm64: Linux 6.12 and later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XzFilter {
+    #[default]
+    None,
+    X86,
+    Arm64,
+}
+
+impl XzFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XzFilter::None => "none",
+            XzFilter::X86 => "x86",
+            XzFilter::Arm64 => "arm64",
+        }
+    }
+
+    /// The bit squashfs-tools' xz options block uses for the filter.
+    fn options_bit(self) -> u32 {
+        match self {
+            XzFilter::None => 0,
+            XzFilter::X86 => 0x01,
+            XzFilter::Arm64 => 0x40,
+        }
+    }
+}
+
+impl fmt::Display for XzFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for XzFilter {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "none" => Ok(XzFilter::None),
+            "x86" => Ok(XzFilter::X86),
+            "arm64" => Ok(XzFilter::Arm64),
+            _ => bail!("unknown xz filter {s:?}; use none, x86 or arm64"),
+        }
     }
 }
 
@@ -156,6 +224,7 @@ impl Job {
 /// The blocks backhand will compress for a payload, in order.
 pub struct Plan {
     compression: Compression,
+    xz_filter: XzFilter,
     compressor: FilesystemCompressor,
     /// `compressor` in Debug form: backhand's settings type has no `PartialEq`.
     compressor_id: String,
@@ -179,7 +248,12 @@ impl Plan {
 /// first when the file would not fit; a longer file is cut into blocks, the last one possibly
 /// short, and all-zero blocks become holes without compression; the last fragment block is
 /// compressed at the end even when empty.
-pub fn plan(payload: &Payload, compression: Compression, block_size: u32) -> Plan {
+pub fn plan(
+    payload: &Payload,
+    compression: Compression,
+    block_size: u32,
+    xz_filter: XzFilter,
+) -> Plan {
     let block = block_size as usize;
     let mut files: Vec<(&str, &crate::payload::FileData)> = payload
         .entries()
@@ -233,9 +307,10 @@ pub fn plan(payload: &Payload, compression: Compression, block_size: u32) -> Pla
         }
     }
     jobs.push(fragment);
-    let compressor = compression.filesystem_compressor();
+    let compressor = compression.filesystem_compressor(block_size, xz_filter);
     Plan {
         compression,
+        xz_filter,
         compressor,
         compressor_id: format!("{compressor:?}"),
         block_size,
@@ -344,7 +419,13 @@ fn work(shared: &Shared) {
         // A panic must still fill the slot, or backhand's thread would wait for it forever.
         let plan = &shared.plan;
         let output = std::panic::catch_unwind(|| {
-            compress_block(plan.compression, &input, plan.compressor, plan.block_size)
+            compress_block(
+                plan.compression,
+                &input,
+                plan.compressor,
+                plan.block_size,
+                plan.xz_filter,
+            )
         })
         .map_err(|_| "compressor panicked".to_string())
         .and_then(|result| result.map_err(|e| e.to_string()));
@@ -409,15 +490,22 @@ impl CompressionAction for PlannedCompressor {
         fc: Self::FilesystemCompressor,
         block_size: u32,
     ) -> Result<Vec<u8>, Self::Error> {
-        let planned = ACTIVE.with(|active| {
-            active
-                .borrow_mut()
-                .as_mut()
-                .and_then(|consumer| consumer.take(bytes, &fc, block_size))
+        let (planned, unfiltered) = ACTIVE.with(|active| {
+            let mut active = active.borrow_mut();
+            let Some(consumer) = active.as_mut() else {
+                return (None, fc);
+            };
+            let plan = &consumer.shared.plan;
+            let unfiltered = plan
+                .compression
+                .filesystem_compressor(plan.block_size, XzFilter::None);
+            (consumer.take(bytes, &fc, block_size), unfiltered)
         });
         match planned {
             Some(output) => Ok(output),
-            None => DefaultCompressor.compress(bytes, fc, block_size),
+            // Metadata blocks, and any block the plan did not predict: never a BCJ filter (it
+            // would only hurt on metadata, and mksquashfs does not filter it either).
+            None => DefaultCompressor.compress(bytes, unfiltered, block_size),
         }
     }
 
@@ -437,21 +525,47 @@ fn compress_block(
     bytes: &[u8],
     fc: FilesystemCompressor,
     block_size: u32,
+    xz_filter: XzFilter,
 ) -> Result<Vec<u8>, BackhandError> {
     match compression {
-        Compression::Xz => xz_block(bytes, block_size),
+        Compression::Xz => {
+            let plain = xz_block(bytes, block_size, XzFilter::None)?;
+            if xz_filter == XzFilter::None {
+                return Ok(plain);
+            }
+            // The smaller of with and without the filter; a tie keeps the plain block.
+            let filtered = xz_block(bytes, block_size, xz_filter)?;
+            Ok(if filtered.len() < plain.len() {
+                filtered
+            } else {
+                plain
+            })
+        }
         Compression::Zstd => zstd_block(bytes),
         Compression::Gzip => DefaultCompressor.compress(bytes, fc, block_size),
     }
 }
 
-fn xz_block(bytes: &[u8], block_size: u32) -> Result<Vec<u8>, BackhandError> {
+fn xz_block(bytes: &[u8], block_size: u32, xz_filter: XzFilter) -> Result<Vec<u8>, BackhandError> {
     let xz_error = |e: liblzma::stream::Error| {
         BackhandError::StdIo(std::io::Error::other(format!("xz encoder: {e}")))
     };
     let mut options = LzmaOptions::new_preset(XZ_LEVEL).map_err(xz_error)?;
     options.dict_size(block_size);
     let mut filters = Filters::new();
+    match xz_filter {
+        XzFilter::None => {}
+        XzFilter::X86 => {
+            filters.x86();
+        }
+        // As mksquashfs: arm64 instructions are 4-byte aligned, so LZMA2 models literals and
+        // positions on that alignment.
+        XzFilter::Arm64 => {
+            filters.arm64();
+            options.literal_position_bits(2);
+            options.literal_context_bits(2);
+        }
+    }
     filters.lzma2(&options);
     let mut stream = Stream::new_stream_encoder(&filters, Check::Crc32).map_err(xz_error)?;
     let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8 + 4096);
@@ -522,8 +636,8 @@ mod tests {
             (Compression::Zstd, Compressor::Zstd),
             (Compression::Gzip, Compressor::Gzip),
         ] {
-            let fc = compression.filesystem_compressor();
-            let packed = compress_block(compression, &input, fc, 131_072).unwrap();
+            let fc = compression.filesystem_compressor(131_072, XzFilter::None);
+            let packed = compress_block(compression, &input, fc, 131_072, XzFilter::None).unwrap();
             assert!(packed.len() < input.len() / 3, "{compression}");
             let mut unpacked = Vec::with_capacity(input.len());
             DefaultCompressor
@@ -532,7 +646,7 @@ mod tests {
             assert_eq!(unpacked, input, "{compression}");
             // the same context reused gives the same bytes
             assert_eq!(
-                compress_block(compression, &input, fc, 131_072).unwrap(),
+                compress_block(compression, &input, fc, 131_072, XzFilter::None).unwrap(),
                 packed
             );
         }

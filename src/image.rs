@@ -15,16 +15,20 @@ use std::io::{BufWriter, Cursor, Seek, Write};
 use anyhow::{bail, Context, Result};
 use backhand::{FilesystemReader, FilesystemWriter, NodeHeader};
 
-use crate::compress::{self, Compression};
+use crate::compress::{self, Compression, XzFilter};
 use crate::payload::{Node, Payload};
 
-/// SquashFS data block size: 128 KiB, mksquashfs's default and the kernel's sweet spot.
-pub const BLOCK_SIZE: u32 = 128 * 1024;
+/// SquashFS data block size unless `--block-size` says otherwise: 128 KiB, mksquashfs's default.
+pub const DEFAULT_BLOCK_SIZE: u32 = 128 * 1024;
 
 /// Settings that, with the payload, determine the image bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageOptions {
     pub compression: Compression,
+    /// Data block size: a power of two from 4 KiB to 1 MiB (checked by `build`).
+    pub block_size: u32,
+    /// BCJ filter tried on every data block (xz only).
+    pub xz_filter: XzFilter,
     /// Every mtime and the superblock time.
     pub epoch: u32,
 }
@@ -51,7 +55,9 @@ fn writer_with_root<'a>(
 fn empty_reader_with_root(epoch: u32) -> Result<FilesystemReader<'static>> {
     let mut bytes = Cursor::new(Vec::new());
     let mut seed = FilesystemWriter::default();
-    seed.set_compressor(Compression::Gzip.filesystem_compressor());
+    seed.set_compressor(
+        Compression::Gzip.filesystem_compressor(DEFAULT_BLOCK_SIZE, XzFilter::None),
+    );
     seed.write(&mut bytes)
         .context("cannot write the seed image")?;
     bytes.set_position(0);
@@ -76,14 +82,18 @@ pub fn write_image_with_stats(
     options: ImageOptions,
     out: &mut File,
 ) -> Result<(u64, compress::PlanUse)> {
-    check_dedup_hashes(payload)?;
+    check_dedup_hashes(payload, options.block_size)?;
     let seed = empty_reader_with_root(options.epoch)?;
     let mut fs = writer_with_root(&seed)?;
     fs.set_kind(compress::kind());
     fs.set_time(options.epoch);
-    fs.set_block_size(BLOCK_SIZE);
+    fs.set_block_size(options.block_size);
     fs.set_only_root_id();
-    fs.set_compressor(options.compression.filesystem_compressor());
+    fs.set_compressor(
+        options
+            .compression
+            .filesystem_compressor(options.block_size, options.xz_filter),
+    );
     fs.set_no_duplicate_files(true);
     fs.set_kib_padding(4);
 
@@ -100,7 +110,12 @@ pub fn write_image_with_stats(
         pushed.with_context(|| format!("cannot add {path} to the image"))?;
     }
 
-    let plan = compress::plan(payload, options.compression, BLOCK_SIZE);
+    let plan = compress::plan(
+        payload,
+        options.compression,
+        options.block_size,
+        options.xz_filter,
+    );
     out.rewind()?;
     let mut writer = BufWriter::with_capacity(1 << 20, &mut *out);
     let (written, plan_use) = compress::with_plan(plan, || fs.write(&mut writer));
@@ -116,11 +131,11 @@ pub fn write_image_with_stats(
 /// backhand stores a file whose contents equal an earlier file's (same length and xxh64 of the
 /// contents) only once, comparing hashes, not bytes. Two different files with the same 64-bit
 /// hash would silently share data; refuse that case instead of writing a wrong image.
-fn check_dedup_hashes(payload: &Payload) -> Result<()> {
+fn check_dedup_hashes(payload: &Payload, block_size: u32) -> Result<()> {
     let mut seen: HashMap<(usize, u64), (&str, [u8; 32])> = HashMap::new();
     for (path, node) in payload.entries() {
         let Node::File(file) = node else { continue };
-        if file.contents.len() < BLOCK_SIZE as usize {
+        if file.contents.len() < block_size as usize {
             continue; // small files go to fragments, which backhand does not deduplicate
         }
         let key = (

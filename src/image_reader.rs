@@ -149,6 +149,9 @@ pub struct Region {
 pub struct Image {
     pub file_size: u64,
     pub superblock: SuperBlock,
+    /// The BCJ filter an xz options block declares: `none` (also for other compressors), `x86`,
+    /// `arm64`, or `other` for any other combination of squashfs-tools' filter bits.
+    pub xz_filter: &'static str,
     /// The root directory (path "").
     pub root: ImageEntry,
     /// Every other entry, sorted by path in byte order.
@@ -253,6 +256,7 @@ fn squashfs_kind() -> Kind {
 /// What the precheck learned and later steps reuse.
 struct Checked {
     superblock: SuperBlock,
+    xz_filter: &'static str,
     regions: Vec<Region>,
     entry_count: usize,
 }
@@ -282,7 +286,7 @@ fn precheck<R: BufRead + Seek + Send>(
         bail!("it does not start with the SquashFS magic \"hsqs\" (found {magic:02x?})");
     }
     reader.rewind()?;
-    let (sb, _options) = Squashfs::superblock_and_compression_options(reader, &kind)
+    let (sb, options) = Squashfs::superblock_and_compression_options(reader, &kind)
         .map_err(|err| anyhow!("its superblock is invalid: {}", describe(&err)))?;
     check_superblock(&sb, len, limits)?;
 
@@ -369,8 +373,19 @@ fn precheck<R: BufRead + Seek + Send>(
     let entry_count = walk_directories(&dirs, &walked, root, limits)?;
 
     let regions = region_map(reader, &sb, len, fragment_blocks, export_blocks, id_blocks)?;
+    let xz_filter = match options {
+        Some(backhand::compression::CompressionOptions::Xz(xz)) => {
+            use backhand::v4::compressor::XzFilter;
+            [(0, "none"), (0x01, "x86"), (0x40, "arm64")]
+                .into_iter()
+                .find(|(bits, _)| xz.filters == XzFilter::new(*bits))
+                .map_or("other", |(_, name)| name)
+        }
+        _ => "none",
+    };
     Ok(Checked {
         superblock: sb,
+        xz_filter,
         regions,
         entry_count,
     })
@@ -1040,6 +1055,7 @@ fn build_image(
     Ok(Image {
         file_size: len,
         superblock: checked.superblock,
+        xz_filter: checked.xz_filter,
         root,
         entries,
         regions: checked.regions,

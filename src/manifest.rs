@@ -36,6 +36,10 @@ pub struct Manifest {
     pub compression: String,
     /// SquashFS data block size in bytes.
     pub block_size: u32,
+    /// The xz BCJ filter tried on every data block: `none`, `x86` or `arm64` (always `none` for
+    /// zstd and gzip). Manifests written before the option existed lack it: `none`.
+    #[serde(default = "no_xz_filter")]
+    pub xz_filter: String,
     /// Seconds since 1970: every mtime in the image and the superblock time.
     pub epoch: u32,
     /// The tool that wrote the image.
@@ -46,6 +50,10 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// Free-form `--provenance KEY=VALUE` pairs (source hash, nixpkgs revision, ...).
     pub provenance: BTreeMap<String, String>,
+}
+
+fn no_xz_filter() -> String {
+    "none".to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -448,6 +448,49 @@ fn golden_image_hashes_of_a_generated_tree() {
     assert_eq!(actual, expected);
 }
 
+/// Golden hashes for the xz filters and block sizes: the sample payload plus machine code for
+/// each filter, so the filtered path is taken where it wins and the plain one elsewhere.
+#[test]
+fn golden_image_hashes_with_xz_filters_and_block_sizes() {
+    let golden = [
+        (
+            ["--block-size", "1M", "--xz-filter", "x86"],
+            "fe71e2428e44c9ed1f1856e3d242591f41bfd4202b2341475a653e17c1c0cf52",
+        ),
+        (
+            ["--block-size", "1M", "--xz-filter", "arm64"],
+            "92c2bcb9a3e0b03c4f5c8cc92e9b95e201a9a7c960047e162d29832d7a57ab6c",
+        ),
+        (
+            ["--block-size", "4K", "--xz-filter", "x86"],
+            "e3bf97c54e27ab590c489937e433e6b07186ccd183c7d1b4fb9999b58ec33daa",
+        ),
+    ];
+    let dir = tempdir();
+    let payload = dir.path().join("payload");
+    materialise(&payload, &sample_payload());
+    fs::write(
+        payload.join("usr/bin/code-x86"),
+        branchy_code("x86-64", 400_000),
+    )
+    .unwrap();
+    fs::write(
+        payload.join("usr/bin/code-arm64"),
+        branchy_code("arm64", 400_000),
+    )
+    .unwrap();
+    let mut actual = Vec::new();
+    for (index, (settings, _)) in golden.iter().enumerate() {
+        let out = dir.path().join(format!("out-{index}"));
+        let output = build_sample(&out, &payload, settings);
+        assert!(output.status.success(), "{}", stderr(&output));
+        actual.push((*settings, sha256_file(&out.join("tool-v1.0-x86-64.raw"))));
+    }
+    let expected: Vec<([&str; 4], String)> =
+        golden.iter().map(|(s, h)| (*s, h.to_string())).collect();
+    assert_eq!(actual, expected);
+}
+
 /// The image hash of a fixed payload, per compressor. A change here means every published image
 /// would change: a backhand, liblzma, zstd or zlib-rs bump, a different compressor build (system
 /// library instead of the pinned one), or a change in this tool. Update only on purpose, and say

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use sysext_assembler::compress::Compression;
+use sysext_assembler::compress::{Compression, XzFilter};
 use sysext_assembler::image::{self, ImageOptions};
 use sysext_assembler::payload::Payload;
 
@@ -148,6 +148,20 @@ fn same_payload_same_bytes_over_generated_trees() {
         let mut rng = Rng::new(seed);
         let entries = generate(&mut rng);
         let compression = ["xz", "zstd", "gzip"][seed as usize % 3];
+        // The image settings vary with the seed too: block sizes, and for xz the BCJ filters.
+        let block_size = ["128K", "4K", "1M", "64K", "256K"][seed as usize % 5];
+        let xz_filter = match compression {
+            "xz" => ["none", "x86", "arm64"][(seed as usize / 3) % 3],
+            _ => "none",
+        };
+        let settings = [
+            "--compression",
+            compression,
+            "--block-size",
+            block_size,
+            "--xz-filter",
+            xz_filter,
+        ];
         let dir = tempdir();
 
         // Reference: one tree, creation in sorted order, UTC, all cores, --epoch.
@@ -166,11 +180,12 @@ fn same_payload_same_bytes_over_generated_trees() {
             path_str(&out_a),
             "--tree",
             path_str(&a),
-            "--compression",
-            compression,
             "--epoch",
             "1234567890",
-        ]);
+        ]
+        .iter()
+        .chain(&settings)
+        .collect::<Vec<_>>());
         assert!(output.status.success(), "seed {seed}: {}", stderr(&output));
 
         // Variant: shuffled creation, modes and mtimes; payload split over two trees at another
@@ -214,7 +229,7 @@ fn same_payload_same_bytes_over_generated_trees() {
             .arg(&b2)
             .arg("--tree")
             .arg(&b1)
-            .args(["--compression", compression])
+            .args(settings)
             .env("SOURCE_DATE_EPOCH", "1234567890")
             .env("TZ", "Pacific/Chatham")
             .env("LC_ALL", "C.UTF-8")
@@ -249,14 +264,25 @@ fn compression_plan_matches_backhand() {
         materialise(&root, &entries);
         let mut payload = Payload::new();
         payload.add_tree(&root).unwrap();
-        for compression in [Compression::Xz, Compression::Zstd, Compression::Gzip] {
+        for (compression, block_size, xz_filter) in [
+            (Compression::Xz, 128 << 10, XzFilter::None),
+            (Compression::Xz, 1 << 20, XzFilter::X86),
+            (Compression::Xz, 64 << 10, XzFilter::Arm64),
+            (Compression::Zstd, 128 << 10, XzFilter::None),
+            (Compression::Gzip, 4 << 10, XzFilter::None),
+        ] {
             let options = ImageOptions {
                 compression,
+                block_size,
+                xz_filter,
                 epoch: 7,
             };
             let mut out = tempfile::tempfile().unwrap();
             let (_, plan_use) = image::write_image_with_stats(&payload, options, &mut out).unwrap();
-            assert_eq!(plan_use.used, plan_use.planned, "seed {seed} {compression}");
+            assert_eq!(
+                plan_use.used, plan_use.planned,
+                "seed {seed} {compression} {block_size} {xz_filter}"
+            );
         }
     }
 }

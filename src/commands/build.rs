@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::compress::Compression;
+use crate::compress::{Compression, XzFilter};
 use crate::extension_release::ExtensionRelease;
 use crate::image::{self, ImageOptions};
 use crate::manifest::{Entry, ImageFile, Manifest, Tool, SCHEMA_VERSION};
@@ -72,6 +72,16 @@ pub struct Args {
     /// SquashFS compressor.
     #[arg(long, value_name = "xz|zstd|gzip", default_value = "xz")]
     pub compression: Compression,
+    /// Data block size in bytes, or with a K or M suffix: a power of two from 4K to 1M. Larger
+    /// blocks compress better (the xz dictionary is the block size); a read of any byte
+    /// decompresses its whole block.
+    #[arg(long, value_name = "SIZE", default_value = "128K", value_parser = parse_block_size)]
+    pub block_size: u32,
+    /// With xz: a BCJ filter for machine code, tried on every data block and kept where it makes
+    /// the block smaller (as mksquashfs -Xbcj). x86 for x86-64 code; arm64 for arm64 code, which
+    /// the kernel decodes from Linux 6.12 on (Flatcar LTS 4081's 6.6 cannot read such an image).
+    #[arg(long, value_name = "none|x86|arm64", default_value = "none")]
+    pub xz_filter: XzFilter,
     /// Also write NAME.conf, a systemd-sysupdate transfer file for a feed at URL.
     #[arg(long, value_name = "URL")]
     pub update_url: Option<String>,
@@ -134,8 +144,17 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         "sysext-assembler writes it from --os, --sysext-level, --arch and --reload-manager",
     )?;
 
+    if args.xz_filter != XzFilter::None && args.compression != Compression::Xz {
+        bail!(
+            "--xz-filter {} needs --compression xz (it is an xz filter; {} has none)",
+            args.xz_filter,
+            args.compression
+        );
+    }
     let options = ImageOptions {
         compression: args.compression,
+        block_size: args.block_size,
+        xz_filter: args.xz_filter,
         epoch,
     };
     let image_name = names::image_file_name(&args.name, &args.version, args.arch);
@@ -172,7 +191,8 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         sysext_level: release.sysext_level.clone(),
         reload_manager: release.reload_manager,
         compression: args.compression.to_string(),
-        block_size: image::BLOCK_SIZE,
+        block_size: args.block_size,
+        xz_filter: args.xz_filter.to_string(),
         epoch,
         tool: Tool {
             name: env!("CARGO_PKG_NAME").to_string(),
@@ -204,6 +224,25 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     sums::merge(&mut all_sums, &image_name, &sha256);
     out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
     out.commit()
+}
+
+/// `--block-size`: bytes, or a number with a K or M suffix (binary units).
+fn parse_block_size(text: &str) -> Result<u32> {
+    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
+        Some(digits) => (digits, 1024),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(digits) => (digits, 1024 * 1024),
+            None => (text, 1),
+        },
+    };
+    let size = digits
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| n.is_power_of_two() && (4096..=1 << 20).contains(n));
+    size.with_context(|| {
+        format!("block size {text:?}: use a power of two from 4K to 1M, e.g. 128K or 1M")
+    })
 }
 
 /// `$SOURCE_DATE_EPOCH` (reproducible-builds.org), else 0. A malformed value is an error rather

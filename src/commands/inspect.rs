@@ -80,6 +80,7 @@ fn to_json(image: &Image, sha256: &str, releases: &[Release]) -> Value {
         "superblock": {
             "compression": image.compression(),
             "block_size": sb.block_size,
+            "xz_filter": image.xz_filter,
             "mod_time": sb.mod_time,
             "inode_count": sb.inode_count,
             "fragment_count": sb.frag_count,
@@ -103,8 +104,9 @@ fn print_text(image: &Image, sha256: &str, releases: &[Release]) {
     let sb = &image.superblock;
     println!("image: {} bytes, sha256 {sha256}", image.file_size);
     println!(
-        "squashfs: {} compression, block size {}, {} inodes, {} fragments, created {} UTC",
+        "squashfs: {} compression, xz filter {}, block size {}, {} inodes, {} fragments, created {} UTC",
         image.compression(),
+        image.xz_filter,
         sb.block_size,
         sb.inode_count,
         sb.frag_count,

@@ -357,6 +357,12 @@ fn entries_check(image: &Image, manifest: &Manifest) -> Check {
             image.superblock.block_size, manifest.block_size
         ));
     }
+    if image.xz_filter != manifest.xz_filter {
+        problems.push(format!(
+            "xz filter {} differs from the manifest's {}",
+            image.xz_filter, manifest.xz_filter
+        ));
+    }
     check_owner_time(&image.root, epoch, &mut problems);
     if image.root.kind != ImageKind::Dir || image.root.mode != 0o755 {
         problems.push(format!(

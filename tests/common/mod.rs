@@ -302,6 +302,33 @@ pub fn write_payload(root: &Path, hello: &str) {
     .unwrap();
 }
 
+/// Machine-code-like bytes on which a BCJ filter wins: calls (x86-64 `E8 rel32`, 5 bytes) or
+/// branches with link (arm64 `BL imm26`, 4 bytes) to a handful of fixed targets. The relative
+/// displacements differ at every position; the filter turns them into the few absolute targets.
+pub fn branchy_code(arch: &str, len: usize) -> Vec<u8> {
+    let mut rng = Rng::new(0xbc1);
+    let targets = [0x1000u32, 0x8000, 0x20000, 0x44000];
+    let mut code = Vec::with_capacity(len + 8);
+    while code.len() < len {
+        let pc = code.len() as u32;
+        let target = targets[rng.below(targets.len() as u64) as usize];
+        match arch {
+            "x86-64" => {
+                code.push(0xe8);
+                let rel = target.wrapping_sub(pc + 5);
+                code.extend_from_slice(&rel.to_le_bytes());
+            }
+            "arm64" => {
+                let imm = (target.wrapping_sub(pc) >> 2) & 0x03ff_ffff;
+                code.extend_from_slice(&(0x9400_0000 | imm).to_le_bytes());
+            }
+            _ => panic!("no branchy code for {arch}"),
+        }
+    }
+    code.truncate(len);
+    code
+}
+
 /// What `build` wrote.
 pub struct Built {
     pub dir: PathBuf,
