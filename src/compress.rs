@@ -35,6 +35,7 @@ use backhand::kind::Kind;
 use backhand::{BackhandError, FilesystemCompressor, SuperBlock};
 use liblzma::stream::{Action, Check, Filters, LzmaOptions, Status, Stream};
 
+use crate::names::Arch;
 use crate::payload::{Node, Payload};
 
 /// zstd level, mksquashfs's default (15): images are written once and read on every boot.
@@ -111,6 +112,16 @@ pub enum XzFilter {
 }
 
 impl XzFilter {
+    /// The filter for an image of `arch` that the kernels of every supported Flatcar release
+    /// decode: x86 BCJ (in every kernel's xz decoder) for x86-64; none for arm64, whose BCJ
+    /// decoder exists from Linux 6.12 on, while Flatcar LTS 4081 runs 6.6.
+    pub fn default_for(arch: Arch) -> XzFilter {
+        match arch {
+            Arch::X86_64 => XzFilter::X86,
+            Arch::Arm64 => XzFilter::None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             XzFilter::None => "none",

@@ -18,8 +18,9 @@ use backhand::{FilesystemReader, FilesystemWriter, NodeHeader};
 use crate::compress::{self, Compression, XzFilter};
 use crate::payload::{Node, Payload};
 
-/// SquashFS data block size unless `--block-size` says otherwise: 128 KiB, mksquashfs's default.
-pub const DEFAULT_BLOCK_SIZE: u32 = 128 * 1024;
+/// Block size of the empty seed image [`empty_reader_with_root`] writes; it never reaches the
+/// output, whose block size comes from [`ImageOptions`].
+const SEED_BLOCK_SIZE: u32 = 128 * 1024;
 
 /// Settings that, with the payload, determine the image bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +56,7 @@ fn writer_with_root<'a>(
 fn empty_reader_with_root(epoch: u32) -> Result<FilesystemReader<'static>> {
     let mut bytes = Cursor::new(Vec::new());
     let mut seed = FilesystemWriter::default();
-    seed.set_compressor(
-        Compression::Gzip.filesystem_compressor(DEFAULT_BLOCK_SIZE, XzFilter::None),
-    );
+    seed.set_compressor(Compression::Gzip.filesystem_compressor(SEED_BLOCK_SIZE, XzFilter::None));
     seed.write(&mut bytes)
         .context("cannot write the seed image")?;
     bytes.set_position(0);

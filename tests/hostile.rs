@@ -343,7 +343,9 @@ fn commands_on_hostile_files_fail_cleanly() {
     .unwrap();
     let truncated = tmp.path().join("truncated.raw");
     let bytes = fs::read(&built.image).unwrap();
-    fs::write(&truncated, &bytes[..bytes.len() * 3 / 4]).unwrap();
+    // Cut into the image itself, not only into the padding to 4 KiB after bytes_used.
+    let used = u64_at(&bytes, 40) as usize;
+    fs::write(&truncated, &bytes[..used * 3 / 4]).unwrap();
     let empty = tmp.path().join("empty.raw");
     fs::write(&empty, "").unwrap();
 

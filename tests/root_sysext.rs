@@ -275,23 +275,18 @@ fn root_kernel_reads_bcj_filtered_images() {
         fs::write(payload.join("usr/bin/code"), branchy_code(arch, 3_000_000)).unwrap();
         fs::write(payload.join("usr/bin/text"), Rng::new(3).text(200_000)).unwrap();
         let out = dir.path().join(format!("out-{arch}"));
-        let output = run(&[
-            "build",
-            "--name",
-            "k",
-            "--version",
-            "1",
-            "--arch",
+        let output = build_t_for(
             arch,
-            "--out",
-            path_str(&out),
-            "--tree",
-            path_str(&payload),
-            "--block-size",
-            "1M",
-            "--xz-filter",
-            filter,
-        ]);
+            &out,
+            &[
+                "--tree",
+                path_str(&payload),
+                "--block-size",
+                "1M",
+                "--xz-filter",
+                filter,
+            ],
+        );
         expect_status(&output, 0);
         let mountpoint = dir.path().join(format!("mnt-{arch}"));
         fs::create_dir_all(&mountpoint).unwrap();
@@ -303,7 +298,7 @@ umount "$2"
 "#;
         let output = Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-            .arg(out_image(&out, "k", "1", arch))
+            .arg(out_image(&out, "t", "1", arch))
             .arg(&mountpoint)
             .arg(&payload)
             .output()

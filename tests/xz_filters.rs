@@ -19,25 +19,10 @@ fn build_code(dir: &Path, arch: &str, settings: &[&str]) -> (std::path::PathBuf,
         fs::write(payload.join("usr/bin/text"), Rng::new(5).text(300_000)).unwrap();
     }
     let out = dir.join(format!("out-{arch}-{}", settings.join("-")));
-    let mut args = vec![
-        "build",
-        "--name",
-        "c",
-        "--version",
-        "1",
-        "--arch",
-        arch,
-        "--out",
-        path_str(&out),
-        "--tree",
-        path_str(&payload),
-        "--epoch",
-        "0",
-    ];
+    let mut args = vec!["--tree", path_str(&payload), "--epoch", "0"];
     args.extend_from_slice(settings);
-    let output = run(&args);
-    expect_status(&output, 0);
-    (out.join(format!("c-v1-{arch}.raw")), code)
+    expect_status(&build_t_for(arch, &out, &args), 0);
+    (out_image(&out, "t", "1", arch), code)
 }
 
 #[test]

@@ -426,6 +426,13 @@ pub fn build_t(out: &Path, args: &[&str]) -> Output {
     run(&build_t_args(out, args))
 }
 
+/// [`build_t`] for another architecture: `t` version 1 for `arch`.
+pub fn build_t_for(arch: &str, out: &Path, args: &[&str]) -> Output {
+    let mut all = build_t_args(out, args);
+    all[6] = arch;
+    run(&all)
+}
+
 /// The arguments [`build_t`] passes to `sysext-assembler`.
 pub fn build_t_args<'a>(out: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec![
