@@ -103,9 +103,8 @@ fn xz_options(block_size: u32, xz_filter: XzFilter) -> CompressionOptions {
 /// compressed with and without it and the smaller result is kept, so data that is not machine
 /// code costs only compression time. Metadata blocks never use it. The kernel's SquashFS
 /// decoder needs the matching CONFIG_XZ_DEC_* (x86: every kernel; arm64: Linux 6.12 and later).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XzFilter {
-    #[default]
     None,
     X86,
     Arm64,
