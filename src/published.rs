@@ -14,14 +14,6 @@ use anyhow::{bail, Context, Result};
 
 use crate::{file_hash, sums::Sums};
 
-/// What the output directory already says about one output file.
-struct Published {
-    /// The sha256 of the file under that name, if it exists.
-    file: Option<String>,
-    /// The sha256 its SHA256SUMS line gives, if any (only images have one).
-    listed: Option<String>,
-}
-
 fn sha256_of(path: &Path) -> Result<Option<String>> {
     match fs::symlink_metadata(path) {
         Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
@@ -33,15 +25,11 @@ fn sha256_of(path: &Path) -> Result<Option<String>> {
 /// Refuses `new_sha256` under `name` in `dir` when the directory already publishes other bytes
 /// under that name, as a file or as a line of `sums`; unless `replace` is set.
 pub fn check(dir: &Path, sums: &Sums, name: &str, new_sha256: &str, replace: bool) -> Result<()> {
-    let published = Published {
-        file: sha256_of(&dir.join(name))?,
-        listed: sums.get(name).cloned(),
-    };
     let mut conflicts = Vec::new();
-    if let Some(old) = published.file.as_deref().filter(|old| *old != new_sha256) {
+    if let Some(old) = sha256_of(&dir.join(name))?.filter(|old| old != new_sha256) {
         conflicts.push(format!("{} has sha256 {old}", dir.join(name).display()));
     }
-    if let Some(old) = published.listed.as_deref().filter(|old| *old != new_sha256) {
+    if let Some(old) = sums.get(name).filter(|old| *old != new_sha256) {
         conflicts.push(format!("SHA256SUMS lists it with sha256 {old}"));
     }
     if conflicts.is_empty() || replace {
