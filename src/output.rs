@@ -9,7 +9,7 @@
 //! same bytes is left as it is (not even renamed over), so an identical rebuild changes nothing.
 
 use std::fs::{self, File, Permissions};
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -139,15 +139,37 @@ impl OutputDir {
     }
 }
 
-/// Whether `existing` exists and holds exactly the bytes of `staged`.
+/// Whether `existing` exists and holds exactly the bytes of `staged`. Sizes first (a different
+/// build rarely has the same size), then the contents a buffer at a time, so an identical
+/// rebuild of a large image never holds two copies of it in memory.
 fn same_contents(staged: &Path, existing: &Path) -> Result<bool> {
-    let old = match fs::read(existing) {
-        Ok(bytes) => bytes,
+    let old_len = match fs::metadata(existing) {
+        Ok(meta) => meta.len(),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", existing.display())),
     };
-    let new = fs::read(staged).with_context(|| format!("cannot read {}", staged.display()))?;
-    Ok(old == new)
+    let open =
+        |path: &Path| File::open(path).with_context(|| format!("cannot read {}", path.display()));
+    let new = open(staged)?;
+    if new.metadata()?.len() != old_len {
+        return Ok(false);
+    }
+    let (mut old, mut new) = (
+        std::io::BufReader::with_capacity(1 << 20, open(existing)?),
+        std::io::BufReader::with_capacity(1 << 20, new),
+    );
+    loop {
+        let (a, b) = (old.fill_buf()?, new.fill_buf()?);
+        let n = a.len().min(b.len());
+        if n == 0 {
+            return Ok(a.is_empty() && b.is_empty());
+        }
+        if a[..n] != b[..n] {
+            return Ok(false);
+        }
+        old.consume(n);
+        new.consume(n);
+    }
 }
 
 #[cfg(test)]
