@@ -1,0 +1,1 @@
+"""Fixtures and helpers shared by the system tests (tests/system/test_*.py)."""

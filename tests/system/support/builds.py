@@ -1,0 +1,70 @@
+"""Session fixtures for what every system test starts from: the release build of the assembler, the static
+keepalived binaries of tests/e2e/build-keepalived (cached under /var/cache/keepalived-sysext, keyed by
+their inputs), and images built from them with `sysext-assembler build` and the payload in files/.
+
+Environment: SYSEXT_ASSEMBLER (a built sysext-assembler; default: cargo build --release --locked),
+KEEPALIVED_BIN_X86_64 / KEEPALIVED_BIN_AARCH64 (use these binaries instead of building)."""
+
+import glob
+import os
+
+import pytest
+
+from support.common import E2E, PAYLOAD, REPO, expect, keepalived_version, run
+
+# The two architectures the project ships: (keepalived build name, sysext ARCHITECTURE).
+ARCHES = {"x86_64": "x86-64", "aarch64": "arm64"}
+
+
+@pytest.fixture(scope="session")
+def assembler():
+    path = os.environ.get("SYSEXT_ASSEMBLER")
+    if not path:
+        run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, timeout=3600)
+        path = os.path.join(REPO, "target", "release", "sysext-assembler")
+    expect(os.access(path, os.X_OK), f"sysext-assembler not executable at {path}")
+    return path
+
+
+def _keepalived(arch):
+    path = os.environ.get(f"KEEPALIVED_BIN_{arch.upper()}")
+    if not path:
+        path = run([os.path.join(E2E, "build-keepalived"), arch], timeout=3600).stdout.strip().splitlines()[-1]
+    expect(os.path.isabs(path) and os.access(path, os.X_OK), f"not an executable absolute path: {path!r}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def keepalived_x86_64():
+    return _keepalived("x86_64")
+
+
+@pytest.fixture(scope="session")
+def keepalived_aarch64():
+    return _keepalived("aarch64")
+
+
+@pytest.fixture(scope="session")
+def build_image(assembler, tmp_path_factory):
+    """build_image(arch, binary, *extra, version=...) -> path of the .raw in a fresh output directory."""
+
+    def build(arch, binary, *extra, version=None):
+        out = tmp_path_factory.mktemp(f"image-{arch}")
+        run([assembler, "build", "--name", "keepalived", "--version", version or keepalived_version(),
+             "--arch", arch, "--out", str(out), "--tree", PAYLOAD, "--file", f"usr/bin/keepalived={binary}",
+             "--os", "flatcar", "--reload-manager", *extra])
+        images = glob.glob(os.path.join(out, "*.raw"))
+        expect(len(images) == 1, f"expected exactly one .raw image in {out}, found {os.listdir(out)}")
+        return images[0]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def image_x86_64(build_image, keepalived_x86_64):
+    return build_image("x86-64", keepalived_x86_64)
+
+
+@pytest.fixture(scope="session")
+def image_arm64(build_image, keepalived_aarch64):
+    return build_image("arm64", keepalived_aarch64)
