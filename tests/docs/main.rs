@@ -1,6 +1,7 @@
-//! The README's examples, checked by the tools they are written for, so docs and tests cannot
-//! drift: each checked block is marked `<!-- check: KIND -->` on the line before its code fence,
-//! and these tests read the blocks from README.md itself.
+//! The documentation's examples, checked by the tools they are written for, so docs and tests
+//! cannot drift. Every fenced code block in README.md and docs/*.md is marked
+//! `<!-- check: KIND -->` on the line before its fence, and a block without a known KIND fails
+//! (`every_example_is_checked`), so no example escapes:
 //!
 //! - `keepalived-conf`: `keepalived -t` with the project's own static keepalived
 //!   (`tests/e2e/build-keepalived x86_64`), for each control-plane node's variant, inside a
@@ -9,24 +10,32 @@
 //! - `butane`: parsed as YAML and regenerated with `sysext-assembler butane`, byte for byte;
 //! - `butane-snippet`: parsed as YAML, holding the track script;
 //! - `nftables`: `nft --check` in a fresh network namespace;
-//! - `signing`: run with bash and gpg against a throwaway key.
+//! - `signing`: run with bash and gpg against a throwaway key;
+//! - `assembler-build`: run with the tested binary in place of `cargo run --release --`;
+//! - `usage`: docs/assembler.md's usage lines, equal to `--help`'s (see `help`);
+//! - `shell`: `bash -n`, and the options and flake outputs it names must exist.
+//!
+//! Beyond the blocks: docs/assembler.md's options tables against `--help`, every
+//! `sysext-assembler COMMAND --option` and `.#OUTPUT` in the text, and every relative link.
 //!
 //! Needs root (namespaces, overlay on /etc), keepalived's build dependencies, python3-yaml,
-//! nftables, gnupg, openssl and curl. Not run by plain `cargo test` (see Cargo.toml): run
-//! `tests/docs/check`.
+//! nftables, gnupg, openssl, curl and nix-instantiate. Not run by plain `cargo test` (see
+//! Cargo.toml): run `tests/docs/check`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
-mod readme;
+mod help;
+mod markdown;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
-use readme::{block, blocks};
+use markdown::{block, blocks};
 
 /// The project's keepalived, built (or taken from the cache) by the e2e helper.
 fn keepalived() -> &'static Path {
@@ -83,8 +92,8 @@ fn in_namespaces(script: &str) -> (i32, String) {
     (output.status.code().unwrap_or(-1), text)
 }
 
-/// The README's keepalived.conf for node `n` (1, 2 or 3), derived from cp-1's block by the
-/// substitutions the README's table lists.
+/// The documented keepalived.conf for node `n` (1, 2 or 3), derived from cp-1's block by the
+/// substitutions docs/operating.md's table lists.
 fn node_config(cp1: &str, n: usize) -> String {
     let address = |i: usize| format!("192.0.2.1{i}");
     let peers: Vec<String> = (1..=3).filter(|i| *i != n).map(address).collect();
@@ -107,7 +116,7 @@ fn node_config(cp1: &str, n: usize) -> String {
     config
 }
 
-/// `keepalived -t` on `config` in a namespace with eth0 = `address`/24 and the README's track
+/// `keepalived -t` on `config` in a namespace with eth0 = `address`/24 and the documented track
 /// script installed where the config expects it.
 fn keepalived_check(config: &str, address: &str) -> (i32, String) {
     let tmp = tempfile::tempdir().unwrap();
@@ -128,14 +137,17 @@ fn keepalived_check(config: &str, address: &str) -> (i32, String) {
 #[test]
 fn keepalived_conf_examples_pass_keepalived_t() {
     let configs = blocks("keepalived-conf");
-    assert!(!configs.is_empty(), "no keepalived-conf block in README.md");
+    assert!(
+        !configs.is_empty(),
+        "no keepalived-conf block in README.md or docs/"
+    );
     for cp1 in &configs {
         for n in 1..=3 {
             let config = node_config(cp1, n);
             let (code, output) = keepalived_check(&config, &format!("192.0.2.1{n}"));
             assert_eq!(
                 code, 0,
-                "keepalived -t rejects the README's config for cp-{n}:\n{output}\n---\n{config}"
+                "keepalived -t rejects the documented config for cp-{n}:\n{output}\n---\n{config}"
             );
         }
         // The check can fail: a password keepalived would truncate is rejected.
@@ -239,7 +251,7 @@ fn butane_example_is_what_the_tool_writes() {
     assert_eq!(doc["variant"], "flatcar");
     assert_eq!(doc["version"], "1.1.0");
 
-    // Regenerate: an image named like the README's, the README's keepalived.conf, any key.
+    // Regenerate: an image named like the documented one, the documented keepalived.conf, any key.
     let tmp = tempfile::tempdir().unwrap();
     let payload = tmp.path().join("payload");
     fs::create_dir_all(payload.join("usr/bin")).unwrap();
@@ -279,14 +291,14 @@ fn butane_example_is_what_the_tool_writes() {
         key.as_os_str(),
     ]);
     expect_status(&output, 0);
-    let generated = readme::shorten_butane(&stdout(&output));
+    let generated = markdown::shorten_butane(&stdout(&output));
     assert_eq!(
         generated.trim_end(),
         example,
-        "README's Butane example differs from the tool's output"
+        "the documented Butane example differs from the tool's output"
     );
 
-    // Its keepalived.conf is the README's, which the keepalived test checks.
+    // Its keepalived.conf is the documented one, which the keepalived test checks.
     let conf = doc["storage"]["files"]
         .as_array()
         .unwrap()
@@ -319,7 +331,7 @@ fn nftables_example_loads() {
     let rules = tmp.path().join("vrrp.nft");
     fs::write(&rules, block("nftables") + "\n").unwrap();
     let (code, output) = in_namespaces(&format!("nft --check --file {}", rules.display()));
-    assert_eq!(code, 0, "nft rejects the README's rules:\n{output}");
+    assert_eq!(code, 0, "nft rejects the documented rules:\n{output}");
     fs::write(
         &rules,
         block("nftables").replace("accept\n", "acept\n") + "\n",
@@ -373,7 +385,7 @@ fn signing_commands_work_and_detect_tampering() {
     let output = run_block(&commands);
     assert!(
         output.status.success(),
-        "README's signing commands failed:\n{}",
+        "the documented signing commands failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(tmp.path().join("SHA256SUMS.gpg").is_file() && tmp.path().join("feed.gpg").is_file());
@@ -390,44 +402,331 @@ fn signing_commands_work_and_detect_tampering() {
     assert!(!output.status.success(), "a tampered SHA256SUMS verified");
 }
 
+/// The KINDs a block may be marked with; each has a test above or below that reads its blocks.
+const KINDS: [&str; 9] = [
+    "keepalived-conf",
+    "track-script",
+    "butane",
+    "butane-snippet",
+    "nftables",
+    "signing",
+    "assembler-build",
+    "usage",
+    "shell",
+];
+
+/// Why a document's blocks would escape their checks: unmarked blocks, unknown KINDs, markers
+/// without a block.
+fn unchecked_blocks(text: &str) -> Vec<String> {
+    match markdown::fenced_blocks(text) {
+        Err(e) => vec![e],
+        Ok(found) => found
+            .iter()
+            .filter_map(|b| match &b.kind {
+                None => Some(format!(
+                    "line {}: a ```{} block without a <!-- check: KIND --> line before it (KINDs: {})",
+                    b.line,
+                    b.info,
+                    KINDS.join(", ")
+                )),
+                Some(kind) if !KINDS.contains(&kind.as_str()) => Some(format!(
+                    "line {}: unknown check KIND {kind:?} (KINDs: {})",
+                    b.line,
+                    KINDS.join(", ")
+                )),
+                Some(_) => None,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn every_example_is_checked() {
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for doc in markdown::documents() {
+        count += markdown::fenced_blocks(&doc.text).map_or(0, |b| b.len());
+        for problem in unchecked_blocks(&doc.text) {
+            problems.push(format!("{}: {problem}", doc.path.display()));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(count >= 20, "only {count} code blocks found");
+    // The check can fail: an unmarked block, an unknown KIND, a marker without a block.
+    assert_eq!(unchecked_blocks("text\n```bash\nls\n```\n").len(), 1);
+    assert_eq!(
+        unchecked_blocks("<!-- check: bogus -->\n```\nx\n```\n").len(),
+        1
+    );
+    assert_eq!(unchecked_blocks("<!-- check: shell -->\ntext\n").len(), 1);
+    assert!(unchecked_blocks("<!-- check: shell -->\n```bash\nls\n```\n").is_empty());
+}
+
+/// The packages the flake defines for x86_64-linux, named without nixpkgs by tests/nix's
+/// evaluation of flake.nix (the same one `tests/nix/check outputs` uses).
+fn flake_packages() -> std::collections::BTreeSet<String> {
+    require_tool("nix-instantiate");
+    let output = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "tests/nix/outputs.nix"])
+        .current_dir(markdown::repo())
+        .output()
+        .expect("run nix-instantiate");
+    assert!(
+        output.status.success(),
+        "evaluating the flake's outputs failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    value["outputs"]["packages"]["x86_64-linux"]
+        .as_array()
+        .expect("packages.x86_64-linux")
+        .iter()
+        .map(|name| name.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Each `.#NAME` in `text` that is not a package; a NAME with capitals is a placeholder
+/// (`.#NAME`, `.#keepalived-X_Y_Z-ARCH`): every real output is lower case.
+fn unknown_outputs(text: &str, packages: &std::collections::BTreeSet<String>) -> Vec<String> {
+    text.match_indices(".#")
+        .map(|(at, _)| {
+            text[at + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty() && !name.chars().any(|c| c.is_ascii_uppercase()))
+        .filter(|name| !packages.contains(name))
+        .collect()
+}
+
+#[test]
+fn flake_outputs_named_in_the_docs_exist() {
+    let packages = flake_packages();
+    let mut checked = 0;
+    for doc in markdown::documents() {
+        let unknown = unknown_outputs(&doc.text, &packages);
+        assert!(
+            unknown.is_empty(),
+            "{} names flake outputs that do not exist: {unknown:?} (packages: {packages:?})",
+            doc.path.display()
+        );
+        checked += doc.text.matches(".#").count();
+    }
+    assert!(checked >= 10, "only {checked} flake outputs named");
+    assert_eq!(
+        unknown_outputs("nix build .#keepalived-x86_64", &packages),
+        ["keepalived-x86_64"]
+    );
+}
+
+#[test]
+fn shell_examples_parse() {
+    let shells = blocks("shell");
+    assert!(shells.len() >= 10, "only {} shell blocks", shells.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("block.sh");
+    let parses = |text: &str| {
+        fs::write(&script, text).unwrap();
+        let output = Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for text in &shells {
+        let (ok, stderr) = parses(text);
+        assert!(ok, "bash -n rejects a shell block:\n{stderr}\n---\n{text}");
+    }
+    assert!(
+        !parses("for f in a b; do echo $f\n").0,
+        "bash -n accepted a broken loop"
+    );
+}
+
+#[test]
+fn development_build_example_runs() {
+    let examples = blocks("assembler-build");
+    assert!(!examples.is_empty(), "no assembler-build block");
+    let keepalived_ready = keepalived(); // build (or find cached) before the block asks for it
+    assert!(keepalived_ready.is_file());
+    for example in &examples {
+        assert!(
+            example.contains("cargo run --release -- build"),
+            "an assembler-build block that does not start the assembler with cargo run:\n{example}"
+        );
+        let script = example.replace("cargo run --release --", BIN);
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in ["files", "tests", "nix"] {
+            std::os::unix::fs::symlink(markdown::repo().join(dir), tmp.path().join(dir)).unwrap();
+        }
+        let output = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "the development build example failed:\n{}\n---\n{example}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let image = tmp.path().join("out/keepalived-v2.3.4-x86-64.raw");
+        let verified = run(&[OsStr::new("verify"), image.as_os_str()]);
+        expect_status(&verified, 0);
+        let listing = stdout(&run(&[OsStr::new("inspect"), image.as_os_str()]));
+        assert!(
+            listing.contains("usr/bin/keepalived"),
+            "the example's image lacks keepalived:\n{listing}"
+        );
+    }
+}
+
+/// The real `--help` of the tool and of every command it lists.
+fn helps() -> (Vec<String>, std::collections::BTreeMap<String, String>) {
+    let top = run(&["--help"]);
+    expect_status(&top, 0);
+    let commands = help::commands(&stdout(&top));
+    assert!(commands.len() >= 5, "commands: {commands:?}");
+    let helps = commands
+        .iter()
+        .map(|command| {
+            let output = run(&[command.as_str(), "--help"]);
+            expect_status(&output, 0);
+            (command.clone(), stdout(&output))
+        })
+        .collect();
+    (commands, helps)
+}
+
+#[test]
+fn assembler_reference_agrees_with_help() {
+    let path = markdown::repo().join("docs/assembler.md");
+    let doc = fs::read_to_string(&path).unwrap();
+    let (commands, helps) = helps();
+    let problems = help::problems(&doc, &commands, &helps);
+    assert!(
+        problems.is_empty(),
+        "docs/assembler.md disagrees with sysext-assembler --help:\n{}",
+        problems.join("\n")
+    );
+    let documented: usize = help::parse_doc(&doc)
+        .values()
+        .map(|s| s.options.len())
+        .sum();
+    assert!(documented >= 20, "only {documented} options documented");
+
+    // The comparison can fail: each change below must be reported, naming what changed.
+    let changed = |from: &str, to: &str, needle: &str| {
+        assert!(
+            doc.contains(from),
+            "{from:?} is no longer in docs/assembler.md"
+        );
+        let broken = doc.replacen(from, to, 1);
+        let found = help::problems(&broken, &commands, &helps);
+        assert!(
+            found.iter().any(|p| p.contains(needle)),
+            "replacing {from:?} by {to:?} went unnoticed: {found:?}"
+        );
+    };
+    let xz_row = doc
+        .lines()
+        .find(|l| l.starts_with("| `--xz-filter"))
+        .expect("the --xz-filter row")
+        .to_string()
+        + "\n";
+    changed(&xz_row, "", "--xz-filter");
+    changed("| `--out <DIR>` |", "| `--out <DIRECTORY>` |", "--out");
+    changed("| `--json` |", "| `--jsn` |", "--jsn");
+    changed(
+        "| `--reload-manager` |",
+        "| `--reload-manager` |\n| `--frobnicate` | x |\n| `--reload-manager` |",
+        "--frobnicate",
+    );
+    changed("default `_any`", "default `any`", "--os");
+    changed(
+        "sysext-assembler verify [OPTIONS] <IMAGE>",
+        "sysext-assembler verify [OPTIONS] <FILE>",
+        "verify: the doc's usage",
+    );
+    changed(
+        "## sysext-assembler diff",
+        "## sysext-assembler compare",
+        "compare",
+    );
+}
+
 #[test]
 fn sysext_assembler_invocations_use_real_options() {
-    // Every `sysext-assembler COMMAND ...` line in the README's code blocks (continuation lines
-    // joined) may only use options that COMMAND's --help lists.
-    let text = readme::readme();
-    let joined = text.replace("\\\n", " ");
+    // Every `sysext-assembler COMMAND ...` line of README.md and docs/ (continuation lines
+    // joined, code blocks and prose alike) may only use options that COMMAND's --help lists.
+    let (_, helps) = helps();
     let mut checked = 0;
-    for line in joined.lines() {
-        let Some(at) = line.find("sysext-assembler ") else {
-            continue;
-        };
-        let words: Vec<&str> = line[at..].split_whitespace().collect();
-        let Some(command) = words.get(1) else {
-            continue;
-        };
-        if !["build", "verify", "inspect", "diff", "butane"].contains(command) {
-            continue;
-        }
-        let help = stdout(&run(&[*command, "--help"]));
-        // Whole option names, so that `--sum` does not pass because `--sums` exists.
-        let listed: std::collections::BTreeSet<&str> = help
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .filter(|word| word.starts_with("--"))
-            .collect();
-        for word in &words[2..] {
-            if let Some(option) = word.strip_prefix("--") {
-                let option = option
-                    .split('=')
-                    .next()
-                    .unwrap()
-                    .trim_end_matches(['`', ')', ',']);
-                assert!(
-                    listed.contains(format!("--{option}").as_str()),
-                    "README uses `sysext-assembler {command} --{option}`, which --help does not list:\n{line}"
-                );
+    for doc in markdown::documents() {
+        let joined = doc.text.replace("\\\n", " ");
+        for line in joined.lines() {
+            let Some(at) = line.find("sysext-assembler ") else {
+                continue;
+            };
+            let words: Vec<&str> = line[at..].split_whitespace().collect();
+            let Some(help) = words.get(1).and_then(|command| helps.get(*command)) else {
+                continue;
+            };
+            // Whole option names, so that `--sum` does not pass because `--sums` exists.
+            let listed: std::collections::BTreeSet<&str> = help
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|word| word.starts_with("--"))
+                .collect();
+            for word in &words[2..] {
+                if let Some(option) = word.strip_prefix("--") {
+                    let option = option
+                        .split('=')
+                        .next()
+                        .unwrap()
+                        .trim_end_matches(['`', ')', ',']);
+                    assert!(
+                        listed.contains(format!("--{option}").as_str()),
+                        "{} uses `sysext-assembler {} --{option}`, which --help does not list:\n{line}",
+                        doc.path.display(),
+                        words[1]
+                    );
+                }
             }
+            checked += 1;
         }
-        checked += 1;
     }
     assert!(checked >= 8, "only {checked} invocations found");
+}
+
+#[test]
+fn relative_links_resolve() {
+    let root = markdown::repo();
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for doc in markdown::documents() {
+        count += markdown::links(&doc.text).len();
+        problems.extend(markdown::link_problems(&root, &doc.path, &doc.text));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(count >= 40, "only {count} links found");
+    // The check can fail: a missing file, a missing heading, a path out of the repository.
+    let path = Path::new("docs/example.md");
+    for broken in [
+        "[a](missing.md)",
+        "[a](operating.md#no-such-heading)",
+        "[a](#nowhere)",
+        "[a](../../outside.md)",
+    ] {
+        let text = format!("# Example\n\n{broken}\n");
+        assert_eq!(
+            markdown::link_problems(&root, path, &text).len(),
+            1,
+            "{broken} was not reported"
+        );
+    }
+    let good = "# Example\n\n[a](operating.md#security) [b](#example) [c](../BENCHMARKS.md)\n";
+    assert!(markdown::link_problems(&root, path, good).is_empty());
 }
