@@ -37,7 +37,7 @@
       # Written into every manifest: what the image was built from, and nothing that depends on
       # the machine that built it. The flake's own revision is left out on purpose: it would make
       # every commit rebuild every image (and the VM test) for a manifest that differs only in
-      # that line; a release names its commit in its tag instead (README, "Publishing").
+      # that line; a release names its commit in its tag instead (docs/building.md, "Publishing a feed").
       provenanceFor = keepalived: release: {
         keepalived-source =
           if release.src.type == "url" then release.src.url
