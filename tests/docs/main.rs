@@ -12,6 +12,7 @@
 //! - `nftables`: `nft --check` in a fresh network namespace;
 //! - `signing`: run with bash and gpg against a throwaway key;
 //! - `assembler-build`: run with the tested binary in place of `cargo run --release --`;
+//! - `assembler-run`: run next to real builds of the image (verify, inspect, diff);
 //! - `usage`: docs/assembler.md's usage lines, equal to `--help`'s (see `help`);
 //! - `shell`: `bash -n`, and the options and flake outputs it names must exist.
 //!
@@ -19,7 +20,7 @@
 //! `sysext-assembler COMMAND --option` and `.#OUTPUT` in the text, and every relative link.
 //!
 //! Needs root (namespaces, overlay on /etc), keepalived's build dependencies, python3-yaml,
-//! nftables, gnupg, openssl, curl and nix-instantiate. Not run by plain `cargo test` (see
+//! nftables, gnupg, openssl, curl, jq and nix-instantiate. Not run by plain `cargo test` (see
 //! Cargo.toml): run `tests/docs/check`.
 
 #[path = "../common/mod.rs"]
@@ -403,7 +404,7 @@ fn signing_commands_work_and_detect_tampering() {
 }
 
 /// The KINDs a block may be marked with; each has a test above or below that reads its blocks.
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "keepalived-conf",
     "track-script",
     "butane",
@@ -411,6 +412,7 @@ const KINDS: [&str; 9] = [
     "nftables",
     "signing",
     "assembler-build",
+    "assembler-run",
     "usage",
     "shell",
 ];
@@ -581,6 +583,132 @@ fn development_build_example_runs() {
         assert!(
             listing.contains("usr/bin/keepalived"),
             "the example's image lacks keepalived:\n{listing}"
+        );
+    }
+}
+
+/// A directory where the `assembler-run` blocks find what they name: an image of `files/` and
+/// the project's keepalived with its manifest and SHA256SUMS, copies of them in build-a/ and
+/// build-b/, and the tested sysext-assembler first on PATH.
+struct Images {
+    tmp: tempfile::TempDir,
+    work: PathBuf,
+    path: String,
+}
+
+impl Images {
+    fn new() -> Images {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let bin = tmp.path().join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(BIN, bin.join("sysext-assembler")).unwrap();
+        let file = format!("usr/bin/keepalived={}", keepalived().display());
+        let files = markdown::repo().join("files");
+        let output = run(&[
+            OsStr::new("build"),
+            "--name".as_ref(),
+            "keepalived".as_ref(),
+            "--version".as_ref(),
+            "2.3.4".as_ref(),
+            "--arch".as_ref(),
+            "x86-64".as_ref(),
+            "--os".as_ref(),
+            "flatcar".as_ref(),
+            "--reload-manager".as_ref(),
+            "--out".as_ref(),
+            work.as_os_str(),
+            "--tree".as_ref(),
+            files.as_os_str(),
+            "--file".as_ref(),
+            file.as_ref(),
+        ]);
+        expect_status(&output, 0);
+        for copy in ["build-a", "build-b"] {
+            fs::create_dir_all(work.join(copy)).unwrap();
+            for name in [
+                "keepalived-v2.3.4-x86-64.raw",
+                "keepalived-v2.3.4-x86-64.manifest.json",
+                "SHA256SUMS",
+            ] {
+                fs::copy(work.join(name), work.join(copy).join(name)).unwrap();
+            }
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Images { tmp, work, path }
+    }
+
+    fn image(&self) -> PathBuf {
+        self.work.join("keepalived-v2.3.4-x86-64.raw")
+    }
+
+    /// Runs `script` with bash in the directory, in a private mount namespace whose /opt is a
+    /// tmpfs holding the image at /opt/extensions/keepalived/. Returns the exit code and output.
+    fn run(&self, script: &str) -> (i32, String) {
+        require_tool("unshare");
+        let file = self.tmp.path().join("block.sh");
+        fs::write(&file, script).unwrap();
+        let output = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "set -e\nmount -t tmpfs tmpfs /opt\n\
+                 install -D -m 0644 {image} /opt/extensions/keepalived/keepalived-v2.3.4-x86-64.raw\n\
+                 cd {work}\nexec bash -euo pipefail {file}",
+                image = self.image().display(),
+                work = self.work.display(),
+                file = file.display(),
+            ))
+            .env("PATH", &self.path)
+            .output()
+            .expect("run unshare (needs root)");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.code().unwrap_or(-1), text)
+    }
+}
+
+#[test]
+fn verify_inspect_diff_examples_run() {
+    require_tool("jq");
+    let examples = blocks("assembler-run");
+    for command in ["verify", "inspect", "diff"] {
+        assert!(
+            examples
+                .iter()
+                .any(|e| e.starts_with(&format!("sysext-assembler {command} "))),
+            "no assembler-run block for {command}"
+        );
+    }
+    let images = Images::new();
+    for example in &examples {
+        let (code, output) = images.run(example);
+        assert_eq!(
+            code, 0,
+            "a documented command failed:\n{output}\n---\n{example}"
+        );
+    }
+    // The examples can fail: verify must reject a changed image, diff must see the change.
+    let mut bytes = fs::read(images.image()).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(images.image(), bytes).unwrap();
+    fs::copy(
+        images.image(),
+        images.work.join("build-b/keepalived-v2.3.4-x86-64.raw"),
+    )
+    .unwrap();
+    for example in examples
+        .iter()
+        .filter(|e| !e.starts_with("sysext-assembler inspect "))
+    {
+        let (code, output) = images.run(example);
+        assert_ne!(
+            code, 0,
+            "a changed image went unnoticed:\n{output}\n---\n{example}"
         );
     }
 }
