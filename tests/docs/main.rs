@@ -13,6 +13,7 @@
 //! - `signing`: run with bash and gpg against a throwaway key;
 //! - `assembler-build`: run with the tested binary in place of `cargo run --release --`;
 //! - `assembler-run`: run next to real builds of the image (verify, inspect, diff);
+//! - `feed-download`: run against a signed feed served on loopback in a network namespace;
 //! - `usage`: docs/assembler.md's usage lines, equal to `--help`'s (see `help`);
 //! - `shell`: `bash -n`, and the options and flake outputs it names must exist.
 //!
@@ -342,18 +343,25 @@ fn nftables_example_loads() {
     assert_ne!(code, 0, "nft --check accepted broken rules");
 }
 
-#[test]
-fn signing_commands_work_and_detect_tampering() {
+/// gpg in batch mode with the keys in `home`; its standard output.
+fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
+    let mut command = Command::new("gpg");
+    command.env("GNUPGHOME", home).args(["--batch", "--quiet"]);
+    let output = command.args(args).output().expect("run gpg");
+    expect_status(&output, 0);
+    output.stdout
+}
+
+/// A GnuPG home under `dir` holding a throwaway signing key for feed@example.com.
+fn throwaway_key(dir: &Path) -> PathBuf {
     require_tool("gpg");
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("gnupg");
+    let home = dir.join("gnupg");
     fs::create_dir_all(&home).unwrap();
     fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gen = Command::new("gpg")
-        .env("GNUPGHOME", &home)
-        .args([
-            "--batch",
-            "--quiet",
+    // No passphrase, so that the examples can sign in batch mode.
+    gpg(
+        &home,
+        &[
             "--passphrase",
             "",
             "--quick-gen-key",
@@ -361,14 +369,15 @@ fn signing_commands_work_and_detect_tampering() {
             "ed25519",
             "sign",
             "never",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
+        ],
     );
+    home
+}
+
+#[test]
+fn signing_commands_work_and_detect_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = throwaway_key(tmp.path());
     fs::write(
         tmp.path().join("SHA256SUMS"),
         format!("{}  keepalived-v2.3.4-x86-64.raw\n", "a".repeat(64)),
@@ -404,7 +413,7 @@ fn signing_commands_work_and_detect_tampering() {
 }
 
 /// The KINDs a block may be marked with; each has a test above or below that reads its blocks.
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "keepalived-conf",
     "track-script",
     "butane",
@@ -413,6 +422,7 @@ const KINDS: [&str; 10] = [
     "signing",
     "assembler-build",
     "assembler-run",
+    "feed-download",
     "usage",
     "shell",
 ];
@@ -525,7 +535,7 @@ fn flake_outputs_named_in_the_docs_exist() {
 #[test]
 fn shell_examples_parse() {
     let shells = blocks("shell");
-    assert!(shells.len() >= 10, "only {} shell blocks", shells.len());
+    assert!(shells.len() >= 5, "only {} shell blocks", shells.len());
     let tmp = tempfile::tempdir().unwrap();
     let script = tmp.path().join("block.sh");
     let parses = |text: &str| {
@@ -711,6 +721,94 @@ fn verify_inspect_diff_examples_run() {
             "a changed image went unnoticed:\n{output}\n---\n{example}"
         );
     }
+}
+
+#[test]
+fn download_check_example_runs_against_a_signed_feed() {
+    require_tool("curl");
+    require_tool("sha256sum");
+    let example = block("feed-download");
+    let documented_base = "base=https://downloads.example.com/keepalived\n";
+    assert!(
+        example.starts_with(documented_base),
+        "the download example no longer starts with {documented_base:?}"
+    );
+    let script = example.replacen(documented_base, "base=http://127.0.0.1:8080\n", 1);
+    // The feed: a real image with its manifest and SHA256SUMS, signed by a throwaway key whose
+    // public half the admin holds as ./feed.gpg.
+    let images = Images::new();
+    let feed = &images.work;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = throwaway_key(tmp.path());
+    let sums = feed.join("SHA256SUMS");
+    let signature = feed.join("SHA256SUMS.gpg");
+    gpg(
+        &home,
+        &[
+            "--detach-sign",
+            "--output",
+            path_str(&signature),
+            path_str(&sums),
+        ],
+    );
+    let admin = tmp.path().join("admin");
+    fs::create_dir_all(&admin).unwrap();
+    fs::write(
+        admin.join("feed.gpg"),
+        gpg(&home, &["--export", "feed@example.com"]),
+    )
+    .unwrap();
+    fs::write(tmp.path().join("block.sh"), &script).unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let run_example = || {
+        for name in fs::read_dir(&admin).unwrap() {
+            let name = name.unwrap().path();
+            if name.file_name().unwrap() != "feed.gpg" {
+                fs::remove_file(name).unwrap();
+            }
+        }
+        // The server must answer before the example runs, so that a failure is the example's.
+        in_namespaces(&format!(
+            "export GNUPGHOME={home} PATH={bin}:{path}\n\
+             python3 -m http.server --bind 127.0.0.1 --directory {feed} 8080 >/dev/null 2>&1 &\n\
+             server=$!\n\
+             for i in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:8080/SHA256SUMS && break; sleep 0.1; done\n\
+             curl -sf -o /dev/null http://127.0.0.1:8080/SHA256SUMS || {{ echo 'the feed server never answered'; exit 99; }}\n\
+             cd {admin} && bash -euo pipefail {block}\nrc=$?\nkill $server; wait $server\nexit $rc",
+            home = home.display(),
+            bin = Path::new(BIN).parent().unwrap().display(),
+            feed = feed.display(),
+            admin = admin.display(),
+            block = tmp.path().join("block.sh").display(),
+        ))
+    };
+    let (code, output) = run_example();
+    assert_eq!(
+        code, 0,
+        "the documented download check failed:\n{output}\n---\n{script}"
+    );
+    assert!(admin.join("keepalived-v2.3.4-x86-64.raw").is_file());
+
+    // It can fail: a changed image, then a SHA256SUMS that is not the signed one.
+    let original = fs::read(images.image()).unwrap();
+    let mut changed = original.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 0xff;
+    fs::write(images.image(), &changed).unwrap();
+    let (code, output) = run_example();
+    assert!(
+        code != 0 && code != 99 && output.contains("FAILED"),
+        "a changed image passed sha256sum --check (exit {code}):\n{output}"
+    );
+    fs::write(images.image(), &original).unwrap();
+    let mut text = fs::read_to_string(&sums).unwrap();
+    text.push_str(&format!("{}  other.raw\n", "0".repeat(64)));
+    fs::write(&sums, text).unwrap();
+    let (code, output) = run_example();
+    assert!(
+        code != 0 && code != 99 && output.contains("BAD signature"),
+        "a SHA256SUMS without a valid signature passed gpg --verify (exit {code}):\n{output}"
+    );
 }
 
 /// The real `--help` of the tool and of every command it lists.
