@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import time
 
 import pytest
@@ -171,24 +172,28 @@ def shared_mounts():
 # ----------------------------------------------------------------------------------------------------------
 # Hooks
 
+def product_differences():
+    """The test binaries may differ from the product in declared features: every run records it with its
+    measurements and says so before any result."""
+    if "test_build_differs_from_product" not in _results:
+        sys.path.insert(0, E2E)
+        import configure_flags
+        try:
+            differs = configure_flags.warnings()
+        except configure_flags.Invalid as e:  # test_static_binary's feature checks fail on it too
+            differs = [f"ERROR: {e}"]
+        _results["test_build_differs_from_product"] = differs
+    return _results["test_build_differs_from_product"]
+
+
 def pytest_sessionstart(session):
-    removed = remove_leftovers()
-    for path in removed:
+    for path in remove_leftovers():
         print(f"removed leftover of a crashed run: {path}")
+    product_differences()
 
 
 def pytest_report_header(config):
-    # The test binaries may differ from the product in declared features: say so before any result, and
-    # keep it next to the measurements.
-    import sys
-    sys.path.insert(0, E2E)
-    import configure_flags
-    try:
-        differs = configure_flags.warnings()
-    except configure_flags.Invalid as e:  # test_static_binary's feature checks fail on it too
-        differs = [f"ERROR: {e}"]
-    _results["test_build_differs_from_product"] = differs
-    return [f"run {RUN_ID}, work directory {WORK}, results {RESULTS}"] + differs
+    return [f"run {RUN_ID}, work directory {WORK}, results {RESULTS}"] + product_differences()
 
 
 def pytest_sessionfinish(session, exitstatus):
