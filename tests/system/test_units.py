@@ -156,8 +156,11 @@ def test_sigkill_of_main_fails_over_and_restart_brings_it_back(unit_node, result
     t0 = time.monotonic()
     sd.sh("systemctl", "kill", "--kill-who=main", "--signal=SIGKILL", "keepalived.service")
     # systemd's KillMode=mixed stops the VRRP child with SIGTERM, so it sends a priority-0 advert.
-    took = lab.wait_for(lambda: lab.b.has(lab.vip), PRIORITY0_BOUND,
-                        "b to take the VIP after SIGKILL of main (priority-0 advert)")
+    try:
+        took = lab.wait_for(lambda: lab.b.has(lab.vip), PRIORITY0_BOUND,
+                            "b to take the VIP after SIGKILL of main (priority-0 advert)")
+    except Failure as e:
+        raise Failure(f"{e}\njournal of keepalived.service:\n{sd.journal()[-4000:]}")
     props = sd.wait_unit(lambda p: p["ActiveState"] == "active" and p["MainPID"] not in ("0", pid),
                          20, "restarted")
     lab.wait_for(lambda: lab.holders() == ["a"], 15, "the restarted node to take the VIP back")
