@@ -1,6 +1,6 @@
 # The files the Rust crate is built and tested from, and nothing else: editing the README, the
-# Nix files, the payload or a test harness (tests/nix, tests/e2e, tests/docs/check, tests/run)
-# does not rebuild the assembler, and with it every image. Of tests/ only Rust files are taken:
+# Nix files, the payload or a test harness (tests/nix, tests/e2e, tests/system, tests/docs/check,
+# tests/run) does not rebuild the assembler, and with it every image. Of tests/ only Rust files are taken:
 # the integration tests, their support module and the docs target Cargo.toml declares.
 # Optional parts are listed only when present, since a file set may not name a missing path.
 # .cargo/config.toml carries the C flags the vendored liblzma is built with (it says why);

@@ -3,7 +3,7 @@
 nix/keepalived.json holds the product's configureFlags (what the Nix flake builds and ships).
 tests/e2e/sources.json may replace single flags for the test build only, under "testBuildFlagOverrides",
 each with the reason; nothing else may differ. build-keepalived builds with these flags, and every check of
-its binaries (tests/e2e/run, tests/nix/sandbox) compares against these flags, so the override lives here
+its binaries (tests/system/test_static_binary.py, tests/nix/sandbox) compares against these flags, so the override lives here
 and nowhere else.
 
     python3 tests/e2e/configure_flags.py    prints the effective flags, one a line, and the overrides

@@ -7,7 +7,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True
 
-pytest_plugins = ["support.builds"]
+pytest_plugins = ["support.builds", "support.session", "support.fake_root", "support.lab",
+                  "support.host_container"]
 
 
 def pytest_configure(config):
