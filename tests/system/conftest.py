@@ -7,7 +7,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True
 
-pytest_plugins = ["support.builds"]
+pytest_plugins = ["support.builds", "support.ignition"]
 
 
 def pytest_configure(config):
