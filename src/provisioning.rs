@@ -69,6 +69,8 @@ pub struct Link {
 
 pub struct Unit {
     pub name: String,
+    /// Said above the entry where the format allows comments.
+    pub comment: Option<&'static str>,
     pub enabled: Option<bool>,
     pub dropins: Vec<Dropin>,
 }
@@ -183,11 +185,25 @@ pub fn describe(
         units: vec![
             Unit {
                 name: "systemd-sysupdate.timer".into(),
+                comment: None,
+                enabled: Some(true),
+                dropins: Vec::new(),
+            },
+            Unit {
+                name: "systemd-sysupdate-update.timer".into(),
+                comment: Some(
+                    "systemd 262 renamed the timer; the old name is only an alias there, and \
+                     presets match real names.",
+                ),
                 enabled: Some(true),
                 dropins: Vec::new(),
             },
             Unit {
                 name: "systemd-sysupdate.service".into(),
+                comment: Some(
+                    "systemd-sysupdate-update.service since systemd 262, which reads drop-ins \
+                     for this alias too.",
+                ),
                 enabled: None,
                 dropins: vec![Dropin {
                     name: format!("{name}.conf"),

@@ -239,13 +239,18 @@ fn every_field_of_the_config() {
     );
 
     let units = doc["systemd"]["units"].as_array().unwrap();
-    assert_eq!(units.len(), 2);
+    assert_eq!(units.len(), 3);
     assert_eq!(
         units[0],
         json!({"name": "systemd-sysupdate.timer", "enabled": true})
     );
-    assert_eq!(units[1]["name"], "systemd-sysupdate.service");
-    let dropins = units[1]["dropins"].as_array().unwrap();
+    // systemd 262 renamed the timer; presets (Ignition's `enabled`) only match the real name.
+    assert_eq!(
+        units[1],
+        json!({"name": "systemd-sysupdate-update.timer", "enabled": true})
+    );
+    assert_eq!(units[2]["name"], "systemd-sysupdate.service");
+    let dropins = units[2]["dropins"].as_array().unwrap();
     assert_eq!(dropins.len(), 1);
     assert_eq!(dropins[0]["name"], "hello.conf");
     let dropin: Vec<&str> = dropins[0]["contents"].as_str().unwrap().lines().collect();
@@ -436,7 +441,7 @@ fn the_drop_in_detects_a_version_change() {
         "--update-url".as_ref(),
         URL.as_ref(),
     ]);
-    let dropin = doc["systemd"]["units"][1]["dropins"][0]["contents"]
+    let dropin = doc["systemd"]["units"][2]["dropins"][0]["contents"]
         .as_str()
         .unwrap()
         .to_string();

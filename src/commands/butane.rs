@@ -199,6 +199,9 @@ pub fn render(node: &Node) -> String {
     let _ = writeln!(w, "systemd:");
     let _ = writeln!(w, "  units:");
     for u in &node.units {
+        if let Some(comment) = u.comment {
+            let _ = writeln!(w, "    # {comment}");
+        }
         let _ = writeln!(w, "    - name: {}", u.name);
         if let Some(enabled) = u.enabled {
             let _ = writeln!(w, "      enabled: {enabled}");
