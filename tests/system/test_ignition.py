@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 import urllib.parse
 
 import pytest
@@ -199,7 +200,9 @@ def test_ignition_applies_the_config(ignition_tools, configs, release, pubring, 
     run(["gpg", "--homedir", pubring[1], "--batch", "--yes", "--detach-sign", "--output", sig, sums])
     run(["gpgv", "--keyring", os.path.join(root, "etc/systemd/import-pubring.gpg"), sig, sums])
     with open(os.path.join(root, "etc/systemd/system-preset/20-ignition.preset")) as f:
-        assert f.read() == "enable systemd-sysupdate.timer\n"
+        # Ignition writes the lines in no fixed order.
+        assert sorted(f.read().splitlines()) == ["enable systemd-sysupdate-update.timer",
+                                                 "enable systemd-sysupdate.timer"]
     assert _provisioned(root) == sorted([
         "etc/.ignition-result.json",
         "etc/extensions/keepalived.raw",
@@ -262,3 +265,56 @@ def test_a_tampered_image_makes_ignition_fail_and_leaves_no_image(ignition_tools
     assert result.ok, result.log
     with open(os.path.join(control, "opt/extensions/keepalived", name), "rb") as f:
         assert f.read() == served
+
+
+def test_the_root_ignition_provisioned_boots_with_the_image_merged(ignition_tools, assembler, release, pubring,
+                                                                   root, boot, tmp_path, record_property):
+    """Boot: a copy of a Debian root standing in for Flatcar (support.roots: systemd 257 or 262), provisioned
+    by Ignition as above, boots in a container. systemd-sysext.service merges the image Ignition downloaded,
+    keepalived.path is active and starts keepalived, the preset Ignition wrote enables the sysupdate timer and
+    the drop-in applies to the sysupdate service (under its systemd 262 name too)."""
+    record_property("systemd", root.systemd_version)
+    tree = root.copy(tmp_path / "tree")
+    prepare_root(tree)
+    # A machine Ignition provisions is on its first boot: systemd applies presets (Ignition's "enabled: true"
+    # is a preset line) only then.
+    with open(os.path.join(tree, "etc/machine-id"), "w") as f:
+        f.write("uninitialized\n")
+    # Debian drops upstream systemd's last preset rule, which Flatcar keeps: without it everything not
+    # disabled is enabled at first boot and the preset Ignition writes would prove nothing.
+    with open(os.path.join(tree, "usr/lib/systemd/system-preset/99-default.preset"), "w") as f:
+        f.write("disable *\n")
+    ign, bu = make_configs(assembler, release["manifest"], release["url"], pubring[0], str(tmp_path / "config"))
+    result = ignite(tree, ign, str(tmp_path / "work"))
+    assert result.ok, result.log
+    assert_root_matches_butane(tree, bu, release["image"])
+    expect(not os.path.exists(os.path.join(tree, "usr/bin/keepalived")), "the root already has a keepalived")
+
+    node = boot(tree)
+
+    def active(unit):
+        return node.run("systemctl", "is-active", unit, check=False).stdout.strip()
+
+    def show(unit, prop):
+        return node.run("systemctl", "show", f"--property={prop}", "--value", unit).stdout.strip()
+
+    assert active("systemd-sysext.service") == "active", node.journal("systemd-sysext.service")
+    merged = node.run("systemd-sysext", "list", "--no-legend", check=False).stdout
+    assert "keepalived" in merged, merged
+    release_file = node.run("cat", "/usr/lib/extension-release.d/extension-release.keepalived").stdout
+    assert "ID=flatcar" in release_file, release_file
+    assert active("keepalived.path") == "active", node.journal()
+    # keepalived.conf is there, so the path unit starts the service: the image's static keepalived runs.
+    deadline = time.monotonic() + 30
+    while active("keepalived.service") != "active" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert active("keepalived.service") == "active", node.journal("keepalived.service")
+    pid = show("keepalived.service", "MainPID")
+    assert node.run("readlink", f"/proc/{pid}/exe").stdout.strip() == "/usr/bin/keepalived"
+    # The timer under whatever name this systemd gives it (262: systemd-sysupdate-update.timer, with the
+    # old name as an alias) is enabled, and the drop-in reaches the service.
+    timer = show("systemd-sysupdate.timer", "Id")
+    assert show(timer, "UnitFileState") == "enabled", (timer, node.run("systemctl", "list-unit-files",
+                                                                       "systemd-sysupdate*").stdout)
+    dropins = show("systemd-sysupdate.service", "DropInPaths")
+    assert "/etc/systemd/system/systemd-sysupdate.service.d/keepalived.conf" in dropins.split(), dropins
