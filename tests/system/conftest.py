@@ -7,7 +7,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True
 
-pytest_plugins = ["support.builds", "support.ignition"]
+pytest_plugins = ["support.builds", "support.roots", "support.containers", "support.feed", "support.results",
+                  "support.ignition"]
 
 
 def pytest_configure(config):

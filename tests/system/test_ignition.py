@@ -268,12 +268,12 @@ def test_a_tampered_image_makes_ignition_fail_and_leaves_no_image(ignition_tools
 
 
 def test_the_root_ignition_provisioned_boots_with_the_image_merged(ignition_tools, assembler, release, pubring,
-                                                                   root, boot, tmp_path, record_property):
+                                                                   root, boot, tmp_path):
     """Boot: a copy of a Debian root standing in for Flatcar (support.roots: systemd 257 or 262), provisioned
     by Ignition as above, boots in a container. systemd-sysext.service merges the image Ignition downloaded,
     keepalived.path is active and starts keepalived, the preset Ignition wrote enables the sysupdate timer and
-    the drop-in applies to the sysupdate service (under its systemd 262 name too)."""
-    record_property("systemd", root.systemd_version)
+    the drop-in applies to the sysupdate service (under its systemd 262 name too). support.results records the
+root's systemd version with the outcome."""
     tree = root.copy(tmp_path / "tree")
     prepare_root(tree)
     # A machine Ignition provisions is on its first boot: systemd applies presets (Ignition's "enabled: true"
