@@ -1,11 +1,14 @@
 """Provisioning without Butane: the config of `sysext-assembler butane --ignition` read by Debian's real
 Ignition 2.14. ignition-validate accepts it and rejects corrupted copies; Ignition's stages apply it to a test
 root, downloading the image from an HTTP feed on 127.0.0.1 and checking its sha512, and the root then holds
-exactly what the Butane config says; a tampered image makes Ignition fail and leaves no image behind."""
+exactly what the Butane config says; a tampered image makes Ignition fail and leaves no image behind. Then
+Boot: a root provisioned that way (Debian trixie with systemd 257, sid with 262) boots with the image merged,
+keepalived running and the sysupdate timer, drop-in and transfer file in effect."""
 
 import base64
 import json
 import os
+import re
 import stat
 import subprocess
 import time
@@ -290,7 +293,8 @@ root's systemd version with the outcome."""
     assert_root_matches_butane(tree, bu, release["image"])
     expect(not os.path.exists(os.path.join(tree, "usr/bin/keepalived")), "the root already has a keepalived")
 
-    node = boot(tree)
+    # Generous: the machine's cores are shared, and a boot under load is slow.
+    node = boot(tree, timeout=300)
 
     def active(unit):
         return node.run("systemctl", "is-active", unit, check=False).stdout.strip()
@@ -305,7 +309,7 @@ root's systemd version with the outcome."""
     assert "ID=flatcar" in release_file, release_file
     assert active("keepalived.path") == "active", node.journal()
     # keepalived.conf is there, so the path unit starts the service: the image's static keepalived runs.
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while active("keepalived.service") != "active" and time.monotonic() < deadline:
         time.sleep(0.5)
     assert active("keepalived.service") == "active", node.journal("keepalived.service")
@@ -318,3 +322,12 @@ root's systemd version with the outcome."""
                                                                        "systemd-sysupdate*").stdout)
     dropins = show("systemd-sysupdate.service", "DropInPaths")
     assert "/etc/systemd/system/systemd-sysupdate.service.d/keepalived.conf" in dropins.split(), dropins
+    # sysupdate takes the image Ignition placed for the installed, current version of the component, so
+    # later updates start from it (offline: the feed on the host's loopback is not reachable from here).
+    listing = node.run("/usr/lib/systemd/systemd-sysupdate", "-C", "keepalived", "--offline", "list",
+                       check=False)
+    with open(release["manifest"]) as f:
+        version = json.load(f)["version"]
+    # "● 2.3.4  ✓  current": installed and current.
+    assert listing.returncode == 0 and re.search(rf"^\W*{re.escape(version)}\s.*\bcurrent$", listing.stdout, re.M), \
+        listing.stdout + listing.stderr
