@@ -9,7 +9,9 @@ API (used by tests/system/test_ignition.py):
 - fixture `feed_http` (session): `FeedHttp`, a plain HTTP server on 127.0.0.1 (host loopback, a port the
   kernel picks) serving a directory; `feed_http.publish(sub, source_dir)` copies a build's output directory
   there and returns the URL, `feed_http.url(sub)`, `feed_http.path(sub)`, `feed_http.get(url)` (bytes, from
-  the server, to prove it is up and serving before a test relies on Ignition refusing something).
+  the server, to prove it is up and serving before a test relies on Ignition refusing something). It runs in
+  the test process, on the host's loopback rather than in the containers' network namespace: Ignition runs
+  before a node boots, and no test needs the feed from inside a container.
 - `ignition_config(assembler, manifest, url, out, *extra, ignition=True)`: runs `sysext-assembler butane
   [--ignition]` and writes the result to `out`; returns its text.
 - `prepare_root(root)`: makes `root` something Debian's Ignition can finish on (see below).
