@@ -1,11 +1,15 @@
 //! `sysext-assembler butane`: the output is parsed as YAML by an independent parser (PyYAML)
 //! and every field is checked; the transfer file is byte-identical to what `build` writes; text
-//! of any shape survives the YAML round trip; bad input is refused.
+//! of any shape survives the YAML round trip; bad input is refused. With `--ignition` the JSON is
+//! the Butane config transpiled: same paths, modes, links and units, and every `data:` URL,
+//! decoded by Python's urllib (an independent implementation), holds exactly the Butane's text.
+//! ignition-validate and the real Ignition read it in tests/system (not here: the cargo tests
+//! also run in Nix's sandbox, which has no Ignition).
 
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -19,6 +23,82 @@ fn butane(args: &[&std::ffi::OsStr]) -> (Value, String) {
     let output = run(&all);
     expect_status(&output, 0);
     (parse_yaml(&stdout(&output)), stderr(&output))
+}
+
+/// `butane --ignition` with `args`: the parsed JSON and stderr.
+fn ignition(args: &[&std::ffi::OsStr]) -> (Value, String) {
+    let mut all: Vec<&std::ffi::OsStr> = vec!["butane".as_ref(), "--ignition".as_ref()];
+    all.extend_from_slice(args);
+    let output = run(&all);
+    expect_status(&output, 0);
+    let doc = serde_json::from_str(&stdout(&output))
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", stdout(&output)));
+    (doc, stderr(&output))
+}
+
+/// Decodes `data:` URLs with Python's urllib (its DataHandler), independent of the tool's
+/// encoder.
+fn decode_data_urls(urls: &[String]) -> Vec<Vec<u8>> {
+    require_tool("python3");
+    let script = "import base64, json, sys, urllib.request\n\
+                  urls = json.load(sys.stdin)\n\
+                  print(json.dumps([base64.b64encode(urllib.request.urlopen(u).read()).decode() \
+                  for u in urls]))";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(urls).unwrap().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "urllib could not decode the data URLs: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let encoded: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    encoded.iter().map(|b| base64_decode(b)).collect()
+}
+
+/// Standard base64 decoding, for what Python hands back.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut out = Vec::new();
+    for chunk in text.trim_end_matches('=').as_bytes().chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | u32::from(value(c)) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort();
+    k
 }
 
 fn file<'a>(doc: &'a Value, path: &str) -> &'a Value {
@@ -85,7 +165,7 @@ fn every_field_of_the_config() {
     ]);
     assert!(err.is_empty(), "{err}");
     assert_eq!(doc["variant"], "flatcar");
-    assert_eq!(doc["version"], "1.1.0");
+    assert_eq!(doc["version"], "1.0.0");
     assert_eq!(
         doc["storage"]["directories"],
         json!([{"path": "/opt/extensions/hello", "mode": 0o755}])
@@ -159,13 +239,18 @@ fn every_field_of_the_config() {
     );
 
     let units = doc["systemd"]["units"].as_array().unwrap();
-    assert_eq!(units.len(), 2);
+    assert_eq!(units.len(), 3);
     assert_eq!(
         units[0],
         json!({"name": "systemd-sysupdate.timer", "enabled": true})
     );
-    assert_eq!(units[1]["name"], "systemd-sysupdate.service");
-    let dropins = units[1]["dropins"].as_array().unwrap();
+    // systemd 262 renamed the timer; presets (Ignition's `enabled`) only match the real name.
+    assert_eq!(
+        units[1],
+        json!({"name": "systemd-sysupdate-update.timer", "enabled": true})
+    );
+    assert_eq!(units[2]["name"], "systemd-sysupdate.service");
+    let dropins = units[2]["dropins"].as_array().unwrap();
     assert_eq!(dropins.len(), 1);
     assert_eq!(dropins[0]["name"], "hello.conf");
     let dropin: Vec<&str> = dropins[0]["contents"].as_str().unwrap().lines().collect();
@@ -183,6 +268,168 @@ fn every_field_of_the_config() {
     assert_eq!(dropin.len(), 5, "{dropin:?}");
 }
 
+/// Both outputs for the same inputs: (Butane YAML parsed, Ignition JSON parsed, key bytes,
+/// keepalived.conf text, the image's path).
+fn both_outputs(tmp: &Path, with_extras: bool) -> (Value, Value, Vec<u8>, String, PathBuf) {
+    let built = built_image(tmp);
+    let config = "global_defs {\n    router_id CP_1 # \"q\" 100% ?x=1&y #frag\n}\n\n# ü \\ \t\n";
+    let config_path = tmp.join("keepalived.conf");
+    fs::write(&config_path, config).unwrap();
+    let key = make_key(&tmp.join("gnupg"));
+    let key_path = tmp.join("feed.gpg");
+    fs::write(&key_path, &key).unwrap();
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--manifest".as_ref(),
+        built.manifest.as_os_str(),
+        "--update-url".as_ref(),
+        URL.as_ref(),
+    ];
+    if with_extras {
+        args.extend_from_slice(&[
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--signing-key".as_ref(),
+            key_path.as_os_str(),
+        ]);
+    }
+    let (bu, _) = butane(&args);
+    let (ign, err) = ignition(&args);
+    if with_extras {
+        assert!(err.is_empty(), "{err}");
+    } else {
+        assert!(err.contains("no --signing-key"), "{err}");
+    }
+    (bu, ign, key, config.to_string(), built.image)
+}
+
+#[test]
+fn the_ignition_config_is_the_butane_config_transpiled() {
+    for with_extras in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (bu, ign, key, config, image) = both_outputs(tmp.path(), with_extras);
+
+        // Structure: spec 3.3.0 (what flatcar 1.0.0 transpiles to) and nothing else at the top.
+        assert_eq!(bu["version"], "1.0.0");
+        assert_eq!(keys(&ign), ["ignition", "storage", "systemd"]);
+        assert_eq!(ign["ignition"], json!({"version": "3.3.0"}));
+        assert_eq!(keys(&ign["storage"]), ["directories", "files", "links"]);
+
+        // Directories, links and units carry over as they are.
+        assert_eq!(ign["storage"]["directories"], bu["storage"]["directories"]);
+        assert_eq!(ign["storage"]["links"], bu["storage"]["links"]);
+        assert_eq!(ign["systemd"], bu["systemd"]);
+
+        // Files: same paths in the same order, same modes; Butane's inline text becomes a data:
+        // URL that decodes to exactly that text, everything else is copied.
+        let bu_files = bu["storage"]["files"].as_array().unwrap();
+        let ign_files = ign["storage"]["files"].as_array().unwrap();
+        assert_eq!(ign_files.len(), bu_files.len());
+        assert_eq!(ign_files.len(), if with_extras { 5 } else { 3 });
+        let mut urls = Vec::new();
+        let mut texts = Vec::new();
+        for (i, b) in ign_files.iter().zip(bu_files) {
+            assert_eq!(keys(i), ["contents", "mode", "path"], "{i}");
+            assert_eq!(i["path"], b["path"]);
+            assert_eq!(i["mode"], b["mode"], "{}", i["path"]);
+            match b["contents"]["inline"].as_str() {
+                Some(text) => {
+                    assert_eq!(keys(&i["contents"]), ["source"], "{i}");
+                    let url = i["contents"]["source"].as_str().unwrap();
+                    assert!(url.starts_with("data:"), "{url}");
+                    urls.push(url.to_string());
+                    texts.push(text.as_bytes().to_vec());
+                }
+                None => assert_eq!(i["contents"], b["contents"], "{}", i["path"]),
+            }
+        }
+        assert_eq!(decode_data_urls(&urls), texts);
+
+        let file = |path: &str| {
+            ign_files
+                .iter()
+                .find(|f| f["path"] == path)
+                .unwrap_or_else(|| panic!("no {path}"))
+        };
+        // The image: downloaded from the feed and verified by the image's real sha512.
+        let img = file("/opt/extensions/hello/hello-v1.0-x86-64.raw");
+        assert_eq!(img["mode"], 0o644);
+        assert_eq!(
+            img["contents"]["source"],
+            "https://downloads.example.com/hello/hello-v1.0-x86-64.raw"
+        );
+        let out = Command::new("sha512sum").arg(&image).output().unwrap();
+        let sum = String::from_utf8_lossy(&out.stdout);
+        let sum = sum.split_whitespace().next().unwrap();
+        assert_eq!(
+            img["contents"]["verification"],
+            json!({"hash": format!("sha512-{sum}")})
+        );
+        assert_eq!(
+            ign["storage"]["directories"],
+            json!([{"path": "/opt/extensions/hello", "mode": 0o755}])
+        );
+        assert_eq!(file("/etc/sysupdate.hello.d/hello.conf")["mode"], 0o644);
+        if with_extras {
+            let conf = file("/etc/keepalived/keepalived.conf");
+            assert_eq!(conf["mode"], 0o600);
+            let decoded = decode_data_urls(&[conf["contents"]["source"].as_str().unwrap().into()]);
+            assert_eq!(decoded[0], config.as_bytes());
+            let ring = file("/etc/systemd/import-pubring.gpg");
+            assert_eq!(ring["mode"], 0o644);
+            let decoded = decode_data_urls(&[ring["contents"]["source"].as_str().unwrap().into()]);
+            assert_eq!(decoded[0], key, "the key does not survive the data: URL");
+        }
+    }
+}
+
+#[test]
+fn any_text_survives_the_data_url() {
+    use sysext_assembler::ignition::text_data_url;
+    let mut texts = awkward_texts();
+    // ASCII text that percent-escaping wins for, with the characters URL parsers treat as syntax:
+    // Go's url.Parse (Ignition's) would cut at `#` or `?`, and `%25`/`%zz` must stay literal.
+    texts.extend(
+        [
+            "router_id CP_1 # comment\n",
+            "script \"/bin/check?x=1&y=2\" 100%25 %zz %\n",
+            "a+b c/d:e;f,g@h$i!j*k'l(m)n[o]p{q}r|s\\t^u`v<w>x\n",
+        ]
+        .map(String::from),
+    );
+    let urls: Vec<String> = texts.iter().map(|t| text_data_url(t)).collect();
+    let decoded = decode_data_urls(&urls);
+    for ((url, text), bytes) in urls.iter().zip(&texts).zip(decoded) {
+        assert_eq!(bytes, text.as_bytes(), "{text:?} as {url}");
+        // Only unreserved characters and %XX escapes, so no URL parser can read syntax into it.
+        if let Some(data) = url.strip_prefix("data:,") {
+            let b = data.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    assert!(
+                        b.len() > i + 2 && b[i + 1..i + 3].iter().all(u8::is_ascii_hexdigit),
+                        "{url}"
+                    );
+                    i += 3;
+                } else {
+                    assert!(
+                        b[i].is_ascii_alphanumeric() || b"-._~".contains(&b[i]),
+                        "{:?} unescaped in {url}",
+                        b[i] as char
+                    );
+                    i += 1;
+                }
+            }
+        } else {
+            assert!(url.starts_with("data:;base64,"), "{url}");
+        }
+    }
+    assert!(
+        urls.iter().filter(|u| u.starts_with("data:,")).count() >= 3,
+        "the ASCII texts should be percent-escaped"
+    );
+}
+
 #[test]
 fn the_drop_in_detects_a_version_change() {
     // Run the drop-in's ExecStartPre/ExecStartPost shell lines for real around a link change.
@@ -194,7 +441,7 @@ fn the_drop_in_detects_a_version_change() {
         "--update-url".as_ref(),
         URL.as_ref(),
     ]);
-    let dropin = doc["systemd"]["units"][1]["dropins"][0]["contents"]
+    let dropin = doc["systemd"]["units"][2]["dropins"][0]["contents"]
         .as_str()
         .unwrap()
         .to_string();
@@ -383,21 +630,25 @@ fn bad_input_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
     let m = built.manifest.as_os_str();
+    // Each refusal holds for both outputs: exit 2, the reason on stderr, nothing on stdout.
     let refuse = |args: &[&std::ffi::OsStr], needle: &str| {
-        let mut all: Vec<&std::ffi::OsStr> = vec!["butane".as_ref()];
-        all.extend_from_slice(args);
-        let output = run(&all);
-        expect_status(&output, 2);
-        assert!(
-            stdout(&output).is_empty(),
-            "half a config printed: {}",
-            stdout(&output)
-        );
-        assert!(
-            stderr(&output).contains(needle),
-            "wanted {needle:?} in {}",
-            stderr(&output)
-        );
+        for extra in [None, Some("--ignition")] {
+            let mut all: Vec<&std::ffi::OsStr> = vec!["butane".as_ref()];
+            all.extend(extra.map(std::ffi::OsStr::new));
+            all.extend_from_slice(args);
+            let output = run(&all);
+            expect_status(&output, 2);
+            assert!(
+                stdout(&output).is_empty(),
+                "half a config printed ({extra:?}): {}",
+                stdout(&output)
+            );
+            assert!(
+                stderr(&output).contains(needle),
+                "wanted {needle:?} in {} ({extra:?})",
+                stderr(&output)
+            );
+        }
     };
     refuse(
         &[

@@ -1,11 +1,12 @@
-//! `sysext-assembler butane`: a Butane config (variant flatcar, version 1.1.0) that provisions a
-//! Flatcar machine with an image from a feed: Ignition downloads the image into
-//! /opt/extensions/NAME/ and checks it against the sha512 from the manifest before anything
-//! uses it, links /etc/extensions/NAME.raw to it, installs the same sysupdate transfer file
-//! `build --update-url` writes, and enables the systemd-sysupdate timer with the drop-in that
-//! updates this component (the pattern of Flatcar's sysext-bakery). With `--config` it places
-//! keepalived.conf readable by root only; with `--signing-key` it installs the feed's public key
-//! that the transfer's `Verify=yes` checks SHA256SUMS.gpg against.
+//! `sysext-assembler butane`: the provisioning config for a Flatcar machine that runs an image
+//! from a feed, as a Butane config (variant flatcar, version 1.0.0) or, with `--ignition`, as the
+//! Ignition config (spec 3.3.0) Butane makes of it. What the node gets is described once in
+//! [`crate::provisioning`]; this module reads the inputs and writes that description as YAML,
+//! and [`crate::ignition`] writes it as JSON.
+//!
+//! Version 1.0.0 because nothing in the config needs more: flatcar 1.1.0 (Ignition 3.4.0) only
+//! adds `arn:` URLs, setuid/setgid/sticky modes on directories, LUKS `discard`/`open_options` and
+//! `*_local` contents, none of which is used here, and 3.3.0 is read by older Ignition releases.
 //!
 //! The YAML is written by hand: every value that comes from input is either a validated token
 //! or emitted as a double-quoted scalar with every non-ASCII or special character escaped, and
@@ -18,11 +19,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::ignition;
 use crate::manifest::Manifest;
-use crate::names::{image_file_name, transfer_file_name, validate_name, validate_version, Arch};
-use crate::sysupdate::{render_transfer, validate_update_url};
+use crate::provisioning::{base64_data_url, describe, Contents, Node, IMPORT_PUBRING};
 
-/// Write a Butane config that deploys an image and keeps it updated.
+/// Write a Butane or Ignition config that deploys an image and keeps it updated.
 ///
 /// The image is downloaded from URL/FILE (FILE from the manifest) into /opt/extensions/NAME/ and
 /// checked by Ignition against the manifest's sha512 before first boot uses it;
@@ -31,7 +32,8 @@ use crate::sysupdate::{render_transfer, validate_update_url};
 /// `systemd-sysupdate -C NAME update`; when the current version changes, /run/reboot-required
 /// is created so a reboot manager (kured, FLUO) can reboot the node at a safe time.
 ///
-/// Transpile the output with `butane --strict` to get the Ignition config.
+/// Transpile the Butane output with `butane --strict`, or write the Ignition config directly
+/// with --ignition (spec 3.3.0, the same content).
 ///
 /// Example:
 ///   sysext-assembler butane --manifest keepalived-v2.3.4-x86-64.manifest.json \
@@ -53,16 +55,12 @@ pub struct Args {
     /// /etc/systemd/import-pubring.gpg for the transfer's Verify=yes.
     #[arg(long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
+    /// Print the Ignition config (JSON, spec 3.3.0) instead of the Butane config: the same
+    /// files, links and units, for provisioning without Butane.
+    #[arg(long)]
+    ignition: bool,
 }
 
-/// Where keepalived reads its configuration by default.
-pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
-/// The keyring systemd-sysupdate (through systemd-pull) checks signatures against; it takes
-/// precedence over /usr/lib/systemd/import-pubring.gpg.
-pub const IMPORT_PUBRING: &str = "/etc/systemd/import-pubring.gpg";
-/// Flatcar's workaround: plain `systemd-sysupdate` (the service's ExecStart) fails without any
-/// transfer in /etc/sysupdate.d; this one never matches anything.
-pub const NOOP_TRANSFER: &str = "[Source]\nType=regular-file\nPath=/\nMatchPattern=invalid@v.raw\n[Target]\nType=regular-file\nPath=/\n";
 /// Largest keepalived.conf or key accepted; both are small text or key files.
 const MAX_INPUT_BYTES: u64 = 1 << 20;
 
@@ -79,12 +77,17 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         Some(path) => Some(read_signing_key(path)?),
         None => None,
     };
-    let out = render(
+    let node = describe(
         &manifest,
         &args.update_url,
         config.as_deref(),
         key.as_deref(),
     )?;
+    let out = if args.ignition {
+        ignition::render(&node)
+    } else {
+        render(&node)
+    };
     print!("{out}");
     if key.is_none() {
         eprintln!(
@@ -141,49 +144,14 @@ fn read_signing_key(path: &PathBuf) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Checks that the manifest names a deployable image and returns (name, image file name).
-fn deployable(manifest: &Manifest) -> Result<(String, String)> {
-    validate_name(&manifest.name)?;
-    validate_version(&manifest.version)?;
-    let arch: Arch = manifest.arch.parse()?;
-    let file = image_file_name(&manifest.name, &manifest.version, arch);
-    if manifest.image.file != file {
-        bail!(
-            "the manifest's image file {:?} is not the name build gives {file:?}",
-            manifest.image.file
-        );
-    }
-    let sha512 = &manifest.image.sha512;
-    if sha512.len() != 128
-        || !sha512
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        bail!("the manifest's sha512 {sha512:?} is not 128 lowercase hex digits");
-    }
-    Ok((manifest.name.clone(), file))
-}
-
-/// The Butane document.
-pub fn render(
-    manifest: &Manifest,
-    update_url: &str,
-    config: Option<&str>,
-    key: Option<&[u8]>,
-) -> Result<String> {
-    validate_update_url(update_url)?;
-    let (name, file) = deployable(manifest)?;
-    let transfer = render_transfer(&name, update_url)?;
-    let dir = format!("/opt/extensions/{name}");
-    let image_path = format!("{dir}/{file}");
-    let source = format!("{}/{file}", update_url.trim_end_matches('/'));
-    let marker = |which: &str| format!("/run/sysupdate-{name}.{which}");
-
+/// The Butane document for `node`.
+pub fn render(node: &Node) -> String {
     let mut y = String::new();
     let w = &mut y;
     let _ = writeln!(
         w,
-        "# Butane config for the {name} system extension {file}, written by sysext-assembler"
+        "# Butane config for the {} system extension {}, written by sysext-assembler",
+        node.name, node.image_file
     );
     let _ = writeln!(
         w,
@@ -191,83 +159,61 @@ pub fn render(
         env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(w, "variant: flatcar");
-    let _ = writeln!(w, "version: 1.1.0");
+    let _ = writeln!(w, "version: 1.0.0");
     let _ = writeln!(w, "storage:");
     let _ = writeln!(w, "  directories:");
-    let _ = writeln!(w, "    - path: {}", quote(&dir));
-    let _ = writeln!(w, "      mode: 493 # 0755");
-    let _ = writeln!(w, "  files:");
-    let _ = writeln!(
-        w,
-        "    # Ignition refuses the download unless its sha512 is the manifest's."
-    );
-    let _ = writeln!(w, "    - path: {}", quote(&image_path));
-    let _ = writeln!(w, "      mode: 420 # 0644");
-    let _ = writeln!(w, "      contents:");
-    let _ = writeln!(w, "        source: {}", quote(&source));
-    let _ = writeln!(w, "        verification:");
-    let _ = writeln!(
-        w,
-        "          hash: {}",
-        quote(&format!("sha512-{}", manifest.image.sha512))
-    );
-    let _ = writeln!(
-        w,
-        "    - path: {}",
-        quote(&format!(
-            "/etc/sysupdate.{name}.d/{}",
-            transfer_file_name(&name)
-        ))
-    );
-    let _ = writeln!(w, "      mode: 420 # 0644");
-    let _ = writeln!(w, "      contents:");
-    let _ = writeln!(w, "        inline: {}", yaml_text(&transfer, 10));
-    let _ = writeln!(w, "    - path: \"/etc/sysupdate.d/noop.conf\"");
-    let _ = writeln!(w, "      mode: 420 # 0644");
-    let _ = writeln!(w, "      contents:");
-    let _ = writeln!(w, "        inline: {}", yaml_text(NOOP_TRANSFER, 10));
-    if let Some(key) = key {
-        let _ = writeln!(w, "    - path: {}", quote(IMPORT_PUBRING));
-        let _ = writeln!(w, "      mode: 420 # 0644");
-        let _ = writeln!(w, "      contents:");
-        let _ = writeln!(
-            w,
-            "        source: {}",
-            quote(&format!("data:;base64,{}", base64(key)))
-        );
+    for d in &node.directories {
+        let _ = writeln!(w, "    - path: {}", quote(&d.path));
+        let _ = writeln!(w, "      mode: {} # 0{:o}", d.mode, d.mode);
     }
-    if let Some(config) = config {
-        let _ = writeln!(w, "    - path: {}", quote(KEEPALIVED_CONF));
-        let _ = writeln!(w, "      mode: 384 # 0600: it holds the VRRP password");
+    let _ = writeln!(w, "  files:");
+    for f in &node.files {
+        if let Some(comment) = f.comment {
+            let _ = writeln!(w, "    # {comment}");
+        }
+        let _ = writeln!(w, "    - path: {}", quote(&f.path));
+        let note = f.mode_note.map(|n| format!(": {n}")).unwrap_or_default();
+        let _ = writeln!(w, "      mode: {} # 0{:o}{note}", f.mode, f.mode);
         let _ = writeln!(w, "      contents:");
-        let _ = writeln!(w, "        inline: {}", yaml_text(config, 10));
+        match &f.contents {
+            Contents::Text(text) => {
+                let _ = writeln!(w, "        inline: {}", yaml_text(text, 10));
+            }
+            Contents::Binary(bytes) => {
+                let _ = writeln!(w, "        source: {}", quote(&base64_data_url(bytes)));
+            }
+            Contents::Remote { url, sha512 } => {
+                let _ = writeln!(w, "        source: {}", quote(url));
+                let _ = writeln!(w, "        verification:");
+                let _ = writeln!(w, "          hash: {}", quote(&format!("sha512-{sha512}")));
+            }
+        }
     }
     let _ = writeln!(w, "  links:");
-    let _ = writeln!(
-        w,
-        "    - path: {}",
-        quote(&format!("/etc/extensions/{name}.raw"))
-    );
-    let _ = writeln!(w, "      target: {}", quote(&image_path));
-    let _ = writeln!(w, "      hard: false");
+    for l in &node.links {
+        let _ = writeln!(w, "    - path: {}", quote(&l.path));
+        let _ = writeln!(w, "      target: {}", quote(&l.target));
+        let _ = writeln!(w, "      hard: false");
+    }
     let _ = writeln!(w, "systemd:");
     let _ = writeln!(w, "  units:");
-    let _ = writeln!(w, "    - name: systemd-sysupdate.timer");
-    let _ = writeln!(w, "      enabled: true");
-    let _ = writeln!(w, "    - name: systemd-sysupdate.service");
-    let _ = writeln!(w, "      dropins:");
-    let _ = writeln!(w, "        - name: {}", quote(&format!("{name}.conf")));
-    let dropin = format!(
-        "[Service]\n\
-         ExecStartPre=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > {before}\"\n\
-         ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C {name} update\n\
-         ExecStartPost=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > {after}\"\n\
-         ExecStartPost=/usr/bin/sh -c \"if ! cmp --silent {before} {after}; then touch /run/reboot-required; fi\"\n",
-        before = marker("before"),
-        after = marker("after"),
-    );
-    let _ = writeln!(w, "          contents: {}", yaml_text(&dropin, 12));
-    Ok(y)
+    for u in &node.units {
+        if let Some(comment) = u.comment {
+            let _ = writeln!(w, "    # {comment}");
+        }
+        let _ = writeln!(w, "    - name: {}", u.name);
+        if let Some(enabled) = u.enabled {
+            let _ = writeln!(w, "      enabled: {enabled}");
+        }
+        if !u.dropins.is_empty() {
+            let _ = writeln!(w, "      dropins:");
+            for d in &u.dropins {
+                let _ = writeln!(w, "        - name: {}", quote(&d.name));
+                let _ = writeln!(w, "          contents: {}", yaml_text(&d.contents, 12));
+            }
+        }
+    }
+    y
 }
 
 /// A YAML double-quoted scalar that any YAML 1.1 or 1.2 parser reads back as `s`: printable
@@ -335,44 +281,9 @@ pub fn yaml_text(text: &str, indent: usize) -> String {
     out
 }
 
-/// Standard base64 with padding (RFC 4648), for the `data:` URL of the key.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), want, "{input}");
-        }
-    }
 
     #[test]
     fn block_or_quote() {

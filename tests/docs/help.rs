@@ -35,6 +35,10 @@ pub fn commands(top_help: &str) -> Vec<String> {
             if !line.starts_with("  ") {
                 break;
             }
+            // A description too long for one line continues on lines indented further.
+            if line[2..].starts_with(' ') {
+                continue;
+            }
             let name = line.split_whitespace().next().unwrap_or("");
             if name != "help" {
                 names.push(name.to_string());

@@ -8,7 +8,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True
 
 pytest_plugins = ["support.builds", "support.session", "support.fake_root", "support.lab",
-                  "support.host_container"]
+                  "support.host_container", "support.roots", "support.containers", "support.feed",
+                  "support.results", "support.ignition"]
 
 
 def pytest_configure(config):

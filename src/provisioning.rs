@@ -1,0 +1,262 @@
+//! What provisioning puts on a Flatcar node for one image from a feed: the directories, files,
+//! links and units, described once. `sysext-assembler butane` writes this description either as
+//! a Butane config or (`--ignition`) as the Ignition config Butane would make of it; both come
+//! from the same [`Node`], so the two outputs cannot disagree about what a node gets.
+//!
+//! The node downloads the image into /opt/extensions/NAME/ and Ignition checks it against the
+//! sha512 from the manifest before anything uses it, links /etc/extensions/NAME.raw to it,
+//! installs the same sysupdate transfer file `build --update-url` writes, and enables the
+//! systemd-sysupdate timer with the drop-in that updates this component (the pattern of
+//! Flatcar's sysext-bakery). Optionally it places keepalived.conf readable by root only and the
+//! feed's public key that the transfer's `Verify=yes` checks SHA256SUMS.gpg against.
+
+use anyhow::{bail, Result};
+
+use crate::manifest::Manifest;
+use crate::names::{image_file_name, transfer_file_name, validate_name, validate_version, Arch};
+use crate::sysupdate::{render_transfer, validate_update_url};
+
+/// Where keepalived reads its configuration by default.
+pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
+/// The keyring systemd-sysupdate (through systemd-pull) checks signatures against; it takes
+/// precedence over /usr/lib/systemd/import-pubring.gpg.
+pub const IMPORT_PUBRING: &str = "/etc/systemd/import-pubring.gpg";
+/// Flatcar's workaround: plain `systemd-sysupdate` (the service's ExecStart) fails without any
+/// transfer in /etc/sysupdate.d; this one never matches anything.
+pub const NOOP_TRANSFER: &str = "[Source]\nType=regular-file\nPath=/\nMatchPattern=invalid@v.raw\n[Target]\nType=regular-file\nPath=/\n";
+
+/// Everything provisioning creates on the node, in the order the configs list it.
+pub struct Node {
+    /// The extension's name (`NAME` in the paths).
+    pub name: String,
+    /// The image's file name, `NAME-vVERSION-ARCH.raw`.
+    pub image_file: String,
+    pub directories: Vec<Directory>,
+    pub files: Vec<File>,
+    pub links: Vec<Link>,
+    pub units: Vec<Unit>,
+}
+
+pub struct Directory {
+    pub path: String,
+    pub mode: u32,
+}
+
+pub struct File {
+    pub path: String,
+    pub mode: u32,
+    /// Why the mode is what it is, when that is not obvious.
+    pub mode_note: Option<&'static str>,
+    /// Said above the entry where the format allows comments.
+    pub comment: Option<&'static str>,
+    pub contents: Contents,
+}
+
+pub enum Contents {
+    /// Text placed as is.
+    Text(String),
+    /// Bytes placed as is (a `data:` URL in both formats).
+    Binary(Vec<u8>),
+    /// Downloaded by Ignition and refused unless its sha512 (hex) matches.
+    Remote { url: String, sha512: String },
+}
+
+/// A symbolic link.
+pub struct Link {
+    pub path: String,
+    pub target: String,
+}
+
+pub struct Unit {
+    pub name: String,
+    /// Said above the entry where the format allows comments.
+    pub comment: Option<&'static str>,
+    pub enabled: Option<bool>,
+    pub dropins: Vec<Dropin>,
+}
+
+pub struct Dropin {
+    pub name: String,
+    pub contents: String,
+}
+
+/// Checks that the manifest names a deployable image and returns (name, image file name).
+fn deployable(manifest: &Manifest) -> Result<(String, String)> {
+    validate_name(&manifest.name)?;
+    validate_version(&manifest.version)?;
+    let arch: Arch = manifest.arch.parse()?;
+    let file = image_file_name(&manifest.name, &manifest.version, arch);
+    if manifest.image.file != file {
+        bail!(
+            "the manifest's image file {:?} is not the name build gives {file:?}",
+            manifest.image.file
+        );
+    }
+    let sha512 = &manifest.image.sha512;
+    if sha512.len() != 128
+        || !sha512
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        bail!("the manifest's sha512 {sha512:?} is not 128 lowercase hex digits");
+    }
+    Ok((manifest.name.clone(), file))
+}
+
+/// The node for the image of `manifest` fed from `update_url`, with keepalived's `config` and
+/// the feed's public `key` when given.
+pub fn describe(
+    manifest: &Manifest,
+    update_url: &str,
+    config: Option<&str>,
+    key: Option<&[u8]>,
+) -> Result<Node> {
+    validate_update_url(update_url)?;
+    let (name, image_file) = deployable(manifest)?;
+    let transfer = render_transfer(&name, update_url)?;
+    let dir = format!("/opt/extensions/{name}");
+    let image_path = format!("{dir}/{image_file}");
+    let marker = |which: &str| format!("/run/sysupdate-{name}.{which}");
+
+    let mut files = vec![
+        File {
+            path: image_path.clone(),
+            mode: 0o644,
+            mode_note: None,
+            comment: Some("Ignition refuses the download unless its sha512 is the manifest's."),
+            contents: Contents::Remote {
+                url: format!("{}/{image_file}", update_url.trim_end_matches('/')),
+                sha512: manifest.image.sha512.clone(),
+            },
+        },
+        File {
+            path: format!("/etc/sysupdate.{name}.d/{}", transfer_file_name(&name)),
+            mode: 0o644,
+            mode_note: None,
+            comment: None,
+            contents: Contents::Text(transfer),
+        },
+        File {
+            path: "/etc/sysupdate.d/noop.conf".into(),
+            mode: 0o644,
+            mode_note: None,
+            comment: None,
+            contents: Contents::Text(NOOP_TRANSFER.into()),
+        },
+    ];
+    if let Some(key) = key {
+        files.push(File {
+            path: IMPORT_PUBRING.into(),
+            mode: 0o644,
+            mode_note: None,
+            comment: None,
+            contents: Contents::Binary(key.to_vec()),
+        });
+    }
+    if let Some(config) = config {
+        files.push(File {
+            path: KEEPALIVED_CONF.into(),
+            mode: 0o600,
+            mode_note: Some("it holds the VRRP password"),
+            comment: None,
+            contents: Contents::Text(config.into()),
+        });
+    }
+
+    let dropin = format!(
+        "[Service]\n\
+         ExecStartPre=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > {before}\"\n\
+         ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C {name} update\n\
+         ExecStartPost=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > {after}\"\n\
+         ExecStartPost=/usr/bin/sh -c \"if ! cmp --silent {before} {after}; then touch /run/reboot-required; fi\"\n",
+        before = marker("before"),
+        after = marker("after"),
+    );
+    Ok(Node {
+        directories: vec![Directory {
+            path: dir,
+            mode: 0o755,
+        }],
+        files,
+        links: vec![Link {
+            path: format!("/etc/extensions/{name}.raw"),
+            target: image_path,
+        }],
+        units: vec![
+            Unit {
+                name: "systemd-sysupdate.timer".into(),
+                comment: None,
+                enabled: Some(true),
+                dropins: Vec::new(),
+            },
+            Unit {
+                name: "systemd-sysupdate-update.timer".into(),
+                comment: Some(
+                    "systemd 262 renamed the timer; the old name is only an alias there, and \
+                     presets match real names.",
+                ),
+                enabled: Some(true),
+                dropins: Vec::new(),
+            },
+            Unit {
+                name: "systemd-sysupdate.service".into(),
+                comment: Some(
+                    "systemd-sysupdate-update.service since systemd 262, which reads drop-ins \
+                     for this alias too.",
+                ),
+                enabled: None,
+                dropins: vec![Dropin {
+                    name: format!("{name}.conf"),
+                    contents: dropin,
+                }],
+            },
+        ],
+        name,
+        image_file,
+    })
+}
+
+/// `data:;base64,…` for bytes placed as is (RFC 2397).
+pub fn base64_data_url(bytes: &[u8]) -> String {
+    format!("data:;base64,{}", base64(bytes))
+}
+
+/// Standard base64 with padding (RFC 4648).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want, "{input}");
+        }
+    }
+}
