@@ -151,15 +151,15 @@ class Container:
             self.leader = self._find_leader()
             if self.leader is None:
                 time.sleep(0.1)
-        # systemctl answers nothing until PID 1 has set up its private socket; then --wait blocks until the
-        # boot is done.
+        # systemctl answers nothing until PID 1 has set up its private socket, and "offline" until PID 1 has
+        # made /run/systemd/system; then --wait blocks until the boot is done.
         self.system_state = ""
-        while not self.system_state and time.monotonic() < deadline:
+        while self.system_state in ("", "offline") and time.monotonic() < deadline:
             left = max(5, int(deadline - time.monotonic()))
             p = self.run("timeout", str(left), "systemctl", "is-system-running", "--wait", check=False,
                          timeout=left + 10)
             self.system_state = p.stdout.strip()
-            if not self.system_state:
+            if self.system_state in ("", "offline"):
                 time.sleep(0.2)
         if self.system_state not in ("running", "degraded"):
             raise Failure(f"{self.name}: system state {self.system_state!r} after boot\n"
