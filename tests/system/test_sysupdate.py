@@ -234,20 +234,23 @@ def test_trust(case, root, boot, tmp_path, keys, feed_v1, feed_v12, feed_server,
         os.unlink(sums + ".gpg")
     elif case == "other-key":
         keys.sign(feed.path, keys.other)
-    elif case == "altered-sums-line":
-        with open(sums) as f:
-            lines = f.read().splitlines(keepends=True)
-        i = next(n for n, line in enumerate(lines) if line.rstrip().endswith(image_name(V2)))
-        digest = lines[i][:64]
-        lines[i] = digest[:-1] + ("0" if digest[-1] != "0" else "1") + lines[i][64:]
-        with open(sums, "w") as f:
-            f.writelines(lines)
-    elif case == "image-altered-after-signing":
-        with open(os.path.join(feed.path, image_name(V2)), "r+b") as f:
+    elif case in ("altered-sums-line", "image-altered-after-signing"):
+        # A changed image: one bit of its last byte.
+        image = os.path.join(feed.path, image_name(V2))
+        with open(image, "r+b") as f:
             f.seek(-1, os.SEEK_END)
             last = f.read(1)
             f.seek(-1, os.SEEK_END)
             f.write(bytes([last[0] ^ 1]))
+        if case == "altered-sums-line":
+            # ... and its SHA256SUMS line changed to match it, as whoever swapped the image would; only the
+            # signature (made over the old line) can tell.
+            with open(sums) as f:
+                lines = f.read().splitlines(keepends=True)
+            i = next(n for n, line in enumerate(lines) if line.rstrip().endswith(image_name(V2)))
+            lines[i] = sha256(image) + lines[i][64:]
+            with open(sums, "w") as f:
+                f.writelines(lines)
     v1 = os.path.join(feed_v1.path, image_name(V1))
     tree = provision(root, tmp_path, feed, keys, seed=[(image_name(V1), v1)])
     c = boot(tree)
