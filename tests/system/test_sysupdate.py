@@ -168,7 +168,8 @@ def test_first_install(root, boot, tmp_path, keys, feed_v1, feed_server, network
            "keepalived.service was started without a config")
     expect(show(c, "keepalived.path", "SubState") == "waiting", "keepalived.path is not waiting for the config")
     # The configuration appears: the path unit starts the real keepalived, which takes the VIP.
-    c.sh(f"mkdir -p /etc/keepalived && umask 077 && cat > {CONF}.tmp <<'EOF'\n{CONFIG % (VIP + '/24')}EOF\nmv {CONF}.tmp {CONF}")
+    c.sh(f"mkdir -p /etc/keepalived && umask 077 && cat > {CONF}.tmp <<'EOF'\n{CONFIG % (VIP + '/24')}EOF\n"
+         f"mv {CONF}.tmp {CONF}")
     pid = keepalived_running(c, network)
     expect("Keepalived v" in c.run("keepalived", "--version").stderr, "keepalived --version")
     # systemctl reload: the new configuration (a second VIP) takes effect in the same process.
