@@ -57,8 +57,8 @@ def provision(root, tmp_path, feed, keys, config=True, seed=()):
     """A private copy of root set up as a node fed by feed; seed: (file name in OPT, source path) pairs,
     the last of which /etc/extensions/keepalived.raw points at, as a sysupdate install leaves them."""
     tree = root.copy(tmp_path / "root")
-    # sysupdate creates the target directory but not the symlink's ("Failed to update current symlink
-    # '/etc/extensions/keepalived.raw' ...: No such file or directory" on 257 and 262).
+    # systemd 257's sysupdate creates the target directory but not the symlink's ("Failed to update
+    # current symlink '/etc/extensions/keepalived.raw' ...: No such file or directory"; 262 creates it).
     os.makedirs(os.path.join(tree, "etc/extensions"), exist_ok=True)
     put(tree, TRANSFER, feed.transfer)
     put(tree, PUBRING, keys.pubring(keys.trusted))
