@@ -18,8 +18,10 @@ use crate::sysupdate::{render_transfer, validate_update_url};
 
 /// Where keepalived reads its configuration by default.
 pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
-/// The keyring systemd-sysupdate (through systemd-pull) checks signatures against; it takes
-/// precedence over /usr/lib/systemd/import-pubring.gpg.
+/// The keyring systemd-sysupdate (through systemd-pull) checks signatures against. systemd 257
+/// reads it instead of /usr/lib/systemd/import-pubring.gpg; 262 reads it when there is no
+/// /etc/systemd/import-pubring.pgp and trusts /usr/lib/systemd/import-pubring.pgp besides
+/// (tests/system/test_sysupdate.py, test_keyring).
 pub const IMPORT_PUBRING: &str = "/etc/systemd/import-pubring.gpg";
 /// Flatcar's workaround: plain `systemd-sysupdate` (the service's ExecStart) fails without any
 /// transfer in /etc/sysupdate.d; this one never matches anything.

@@ -21,10 +21,11 @@ How: the host's systemd-nspawn (252) with `-b`, `--register=no --keep-unit` (the
 systemd, so there is no machined and no scope to create), `SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1` (systemd 262
 refuses the legacy cgroup layout nspawn would give it here), `--network-namespace-path` (the run's
 namespace above) with CAP_NET_ADMIN, which nspawn drops by default and keepalived needs to add a VIP
-("Netlink: error: Operation not permitted ... RTM_NEWADDR" without it), and the loop devices bound in: systemd-sysext attaches images to loop devices and
-opens /dev/loopN, which nspawn's private /dev lacks ("Failed to read metadata for image ...: No such file
-or directory"). Nodes for /dev/loop0..63 are made in the run's work directory and bound one by one, so a
-loop device the kernel allocates during the test is there too. Commands enter the container with nsenter.
+("Netlink: error: Operation not permitted ... RTM_NEWADDR" without it), and the loop devices bound in:
+systemd-sysext attaches images to loop devices and opens /dev/loopN, which nspawn's private /dev lacks
+("Failed to read metadata for image ...: No such file or directory"). Nodes for /dev/loop0..63 are made in
+the run's work directory and bound one by one, so a loop device the kernel allocates during the test is
+there too. Commands enter the container with nsenter.
 
 Names: containers are `PREFIX<pid>-<n>`, the namespace `PREFIX<pid>-net`; a run first stops the containers
 and deletes the namespaces of runs whose pid is gone (a crashed or killed run)."""
@@ -151,15 +152,15 @@ class Container:
             self.leader = self._find_leader()
             if self.leader is None:
                 time.sleep(0.1)
-        # systemctl answers nothing until PID 1 has set up its private socket; then --wait blocks until the
-        # boot is done.
+        # systemctl answers nothing until PID 1 has set up its private socket, and "offline" until PID 1 has
+        # made /run/systemd/system; then --wait blocks until the boot is done.
         self.system_state = ""
-        while not self.system_state and time.monotonic() < deadline:
+        while self.system_state in ("", "offline") and time.monotonic() < deadline:
             left = max(5, int(deadline - time.monotonic()))
             p = self.run("timeout", str(left), "systemctl", "is-system-running", "--wait", check=False,
                          timeout=left + 10)
             self.system_state = p.stdout.strip()
-            if not self.system_state:
+            if self.system_state in ("", "offline"):
                 time.sleep(0.2)
         if self.system_state not in ("running", "degraded"):
             raise Failure(f"{self.name}: system state {self.system_state!r} after boot\n"

@@ -18,8 +18,9 @@ API (stable; used by tests/system/test_*.py and other fixture modules):
   and arch, SHA256SUMS merged by the assembler, TRANSFER_FILE, SHA256SUMS.gpg unless sign is None) and
   returns a `FeedDir` (.sub, .path, .url, .transfer: the transfer file's text). sign names the key
   ("trusted" or "other").
-- `copy_feed(feed, feed_server, sub)`: a served copy of a feed under another name whose transfer file points at the
-  copy, for tests that tamper with it.
+- `copy_feed(feed, feed_server, sub)`: a served copy of a feed under another name whose transfer file
+  points at the copy, for tests that tamper with it.
+- `TRANSFER_FILE`: the transfer file's name as `build` writes it (src/names.rs transfer_file_name).
 - `MARKER`: every image built here is the project's payload and static keepalived plus this one file,
   usr/share/keepalived-sysext-test/version, holding the image's version, so a test can tell which version
   is merged.

@@ -143,8 +143,10 @@ def build_root(suite):
     with open(os.path.join(CACHE, "locks", f"root-{suite}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.isdir(final):
+            # Under the lock no other build of this suite runs: a temporary directory is a crashed build's.
+            for stale in glob.glob(os.path.join(ROOTS, f"{suite}-*.tmp")):
+                shutil.rmtree(stale, ignore_errors=True)
             tmp = f"{final}.{PREFIX}{os.getpid()}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
             tree = os.path.join(tmp, "tree")
             os.makedirs(tmp)
             run(["debootstrap", "--variant=minbase", "--components=main", f"--include={','.join(PACKAGES)}",
