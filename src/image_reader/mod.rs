@@ -22,48 +22,18 @@ use anyhow::{anyhow, bail, Context, Result};
 use backhand::compression::Compressor;
 use backhand::kind::{Kind, LE_V4_0};
 use backhand::v4::metadata;
-use backhand::{
-    BackhandError, FilesystemReader, InnerNode, Squashfs, SquashfsFileReader, SuperBlock,
-};
+use backhand::{FilesystemReader, InnerNode, Squashfs, SquashfsFileReader, SuperBlock};
 use sha2::{Digest, Sha256};
 
 use crate::hex;
 
-/// Bounds on what reading one image may cost. [`Limits::DEFAULT`] is what the commands use; the
-/// numbers are far above any sysext (the keepalived image has a dozen entries and 30 MB of content)
-/// and far below what would hurt the machine running the check.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest image file accepted.
-    pub max_image_bytes: u64,
-    /// Most inodes and most directory entries.
-    pub max_entries: u32,
-    /// Most bytes of decompressed inode table plus directory table.
-    pub max_metadata_bytes: usize,
-    /// Longest path inside the image (Linux's PATH_MAX).
-    pub max_path_bytes: usize,
-    /// Deepest directory nesting.
-    pub max_depth: usize,
-    /// Most bytes of all paths together (each entry holds its full path in memory).
-    pub max_total_path_bytes: usize,
-    /// Most bytes of file content read and hashed, sparse blocks included.
-    pub max_content_bytes: u64,
-    /// Most bytes of decompressed fragment blocks (backhand caches every fragment it reads).
-    pub max_fragment_cache_bytes: u64,
-}
+mod backhand_errors;
+mod cursor;
+mod limits;
 
-impl Limits {
-    pub const DEFAULT: Limits = Limits {
-        max_image_bytes: 8 << 30,
-        max_entries: 1 << 20,
-        max_metadata_bytes: 256 << 20,
-        max_path_bytes: 4096,
-        max_depth: 256,
-        max_total_path_bytes: 256 << 20,
-        max_content_bytes: 8 << 30,
-        max_fragment_cache_bytes: 1 << 30,
-    };
-}
+use self::backhand_errors::describe;
+use self::cursor::Bytes;
+pub use self::limits::Limits;
 
 /// SquashFS metadata blocks hold at most 8 KiB once decompressed (squashfs format, "metadata").
 const METADATA_BLOCK_MAX: usize = metadata::METADATA_MAXSIZE;
@@ -567,42 +537,6 @@ fn read_metadata_block<R: Read + Seek>(
     Ok(block)
 }
 
-/// A little-endian cursor whose reads fail instead of panicking past the end.
-struct Bytes<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|end| *end <= self.data.len());
-        let Some(end) = end else {
-            bail!(
-                "a record at offset {} runs past the end of its table",
-                self.pos
-            );
-        };
-        let slice = &self.data[self.pos..end];
-        self.pos = end;
-        Ok(slice)
-    }
-    fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into()?))
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into()?))
-    }
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-}
-
 /// Where a directory's listing lies in the directory table.
 #[derive(Clone, Copy)]
 struct DirListing {
@@ -626,16 +560,13 @@ struct WalkedInodes {
 /// Walks the decompressed inode table the way backhand will parse it, checking every
 /// variable-length part against the bytes actually present.
 fn walk_inodes(area: &MetadataArea, sb: &SuperBlock) -> Result<WalkedInodes> {
-    let mut cur = Bytes {
-        data: &area.bytes,
-        pos: 0,
-    };
+    let mut cur = Bytes::new(&area.bytes);
     let mut walked = WalkedInodes {
         by_number: HashMap::new(),
         by_offset: HashMap::new(),
     };
     while !cur.done() {
-        let offset = cur.pos;
+        let offset = cur.position();
         let inode_type = cur.u16()?;
         let _permissions = cur.u16()?;
         let uid_index = cur.u16()?;
@@ -770,7 +701,7 @@ fn skip_block_list(
     } else {
         size >> sb.block_log
     };
-    let room = (cur.data.len() - cur.pos) as u64 / 4;
+    let room = cur.remaining() as u64 / 4;
     if blocks > room {
         bail!("file inode {number} claims {size} bytes in {blocks} blocks, but its block list is cut off");
     }
@@ -829,10 +760,7 @@ fn walk_directories(
             .ok_or_else(|| {
                 anyhow!("directory inode {dir} has a listing past the directory table's end")
             })?;
-        let mut cur = Bytes {
-            data: &area.bytes[start..end],
-            pos: 0,
-        };
+        let mut cur = Bytes::new(&area.bytes[start..end]);
         let mut names = HashSet::new();
         while !cur.done() {
             let count = cur.u32()?;
@@ -1101,31 +1029,4 @@ fn read_content(
         );
     }
     Ok(total)
-}
-
-/// backhand is built without its `error-strings` feature (its Display prints nothing), so name
-/// the variants here.
-fn describe(err: &BackhandError) -> String {
-    match err {
-        BackhandError::StdIo(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "unexpected end of file (truncated?)".to_string()
-        }
-        BackhandError::StdIo(io) => format!("I/O error: {io}"),
-        BackhandError::Deku(_) => "a structure does not parse".to_string(),
-        BackhandError::UnsupportedCompression(_) => "unsupported compression".to_string(),
-        BackhandError::CorruptedOrInvalidSquashfs => "corrupted or invalid data".to_string(),
-        BackhandError::InvalidCompressionOption => "invalid compression options".to_string(),
-        BackhandError::InvalidFilePath => "an invalid file name".to_string(),
-        BackhandError::InvalidIdTable | BackhandError::IdNotFoundInTable => {
-            "an owner outside the id table".to_string()
-        }
-        BackhandError::UnsupportedSquashfsVersion(major, minor) => {
-            format!("unsupported SquashFS version {major}.{minor} (4.0 is read)")
-        }
-        BackhandError::UnexpectedInode | BackhandError::UnsupportedInode => {
-            "an inode of an unexpected type".to_string()
-        }
-        BackhandError::CompressionInit(_) => "the decompressor failed".to_string(),
-        _ => "malformed data".to_string(),
-    }
 }
