@@ -19,8 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use backhand::compression::Compressor;
-use backhand::kind::{Kind, LE_V4_0};
+use backhand::kind::Kind;
 use backhand::v4::metadata;
 use backhand::{FilesystemReader, InnerNode, Squashfs, SquashfsFileReader, SuperBlock};
 use sha2::{Digest, Sha256};
@@ -30,15 +29,16 @@ use crate::hex;
 mod backhand_errors;
 mod cursor;
 mod limits;
+mod superblock;
 
 use self::backhand_errors::describe;
 use self::cursor::Bytes;
 pub use self::limits::Limits;
+pub use self::superblock::compressor_name;
+use self::superblock::{read_superblock, squashfs_kind, xz_filter_name, NOT_SET, SUPERBLOCK_BYTES};
 
 /// SquashFS metadata blocks hold at most 8 KiB once decompressed (squashfs format, "metadata").
 const METADATA_BLOCK_MAX: usize = metadata::METADATA_MAXSIZE;
-const SUPERBLOCK_BYTES: u64 = 96;
-const NOT_SET: u64 = u64::MAX;
 const NO_FRAGMENT: u32 = u32::MAX;
 /// One fragment table entry: start (8), size (4), unused (4).
 const FRAGMENT_ENTRY_BYTES: u64 = 16;
@@ -133,19 +133,6 @@ pub struct Image {
     file_nodes: HashMap<String, usize>,
 }
 
-/// Compressor name as mksquashfs and the manifest spell it.
-pub fn compressor_name(compressor: Compressor) -> &'static str {
-    match compressor {
-        Compressor::Uncompressed => "none",
-        Compressor::Gzip => "gzip",
-        Compressor::Lzma => "lzma",
-        Compressor::Lzo => "lzo",
-        Compressor::Xz => "xz",
-        Compressor::Lz4 => "lz4",
-        Compressor::Zstd => "zstd",
-    }
-}
-
 impl Image {
     /// Opens the image at `path` with [`Limits::DEFAULT`]. Errors name the file and what is wrong.
     pub fn open(path: &Path) -> Result<Image> {
@@ -219,10 +206,6 @@ impl Image {
     }
 }
 
-fn squashfs_kind() -> Kind {
-    Kind::from_const(LE_V4_0).expect("little-endian SquashFS 4.0 is built into backhand")
-}
-
 /// What the precheck learned and later steps reuse.
 struct Checked {
     superblock: SuperBlock,
@@ -238,27 +221,8 @@ fn precheck<R: BufRead + Seek + Send>(
     len: u64,
     limits: &Limits,
 ) -> Result<Checked> {
-    if len < SUPERBLOCK_BYTES {
-        bail!("it is {len} bytes long, shorter than a SquashFS superblock (96 bytes)");
-    }
-    if len > limits.max_image_bytes {
-        bail!(
-            "it is {len} bytes long; this tool reads images up to {} bytes (a sysext is far smaller)",
-            limits.max_image_bytes
-        );
-    }
+    let (sb, options) = read_superblock(reader, len, limits)?;
     let kind = squashfs_kind();
-    let mut magic = [0u8; 4];
-    reader
-        .read_exact(&mut magic)
-        .context("cannot read the superblock")?;
-    if &magic != b"hsqs" {
-        bail!("it does not start with the SquashFS magic \"hsqs\" (found {magic:02x?})");
-    }
-    reader.rewind()?;
-    let (sb, options) = Squashfs::superblock_and_compression_options(reader, &kind)
-        .map_err(|err| anyhow!("its superblock is invalid: {}", describe(&err)))?;
-    check_superblock(&sb, len, limits)?;
 
     // Where the directory table ends: backhand reads it up to the first lookup table's first
     // metadata block, in this order of preference.
@@ -343,86 +307,12 @@ fn precheck<R: BufRead + Seek + Send>(
     let entry_count = walk_directories(&dirs, &walked, root, limits)?;
 
     let regions = region_map(reader, &sb, len, fragment_blocks, export_blocks, id_blocks)?;
-    let xz_filter = match options {
-        Some(backhand::compression::CompressionOptions::Xz(xz)) => {
-            use backhand::v4::compressor::XzFilter;
-            [(0, "none"), (0x01, "x86"), (0x40, "arm64")]
-                .into_iter()
-                .find(|(bits, _)| xz.filters == XzFilter::new(*bits))
-                .map_or("other", |(_, name)| name)
-        }
-        _ => "none",
-    };
     Ok(Checked {
         superblock: sb,
-        xz_filter,
+        xz_filter: xz_filter_name(options),
         regions,
         entry_count,
     })
-}
-
-fn check_superblock(sb: &SuperBlock, len: u64, limits: &Limits) -> Result<()> {
-    match sb.compressor {
-        Compressor::Xz | Compressor::Gzip | Compressor::Zstd => {}
-        other => bail!(
-            "it uses the {} compressor; only xz, zstd and gzip images are read",
-            compressor_name(other)
-        ),
-    }
-    if sb.inode_count == 0 || sb.inode_count > limits.max_entries {
-        bail!(
-            "its superblock claims {} inodes; between 1 and {} are accepted",
-            sb.inode_count,
-            limits.max_entries
-        );
-    }
-    if sb.bytes_used > len || sb.bytes_used < SUPERBLOCK_BYTES {
-        bail!(
-            "its superblock claims {} bytes used but the file has {len} (truncated or corrupted)",
-            sb.bytes_used
-        );
-    }
-    let end = sb.bytes_used;
-    if !(SUPERBLOCK_BYTES <= sb.inode_table
-        && sb.inode_table < sb.dir_table
-        && sb.dir_table < end
-        && sb.id_table < end)
-    {
-        bail!(
-            "its table offsets are out of order or outside the image (inode {}, directory {}, id {}, bytes used {end})",
-            sb.inode_table,
-            sb.dir_table,
-            sb.id_table
-        );
-    }
-    for (name, offset) in [
-        ("fragment", sb.frag_table),
-        ("export", sb.export_table),
-        ("xattr", sb.xattr_table),
-    ] {
-        if offset != NOT_SET && (offset <= sb.dir_table || offset >= end) {
-            bail!("its {name} table offset {offset} is outside the image's table area");
-        }
-    }
-    if sb.id_count == 0 {
-        bail!("its id table is empty (every inode needs an owner)");
-    }
-    let fragment_cache = u64::from(sb.frag_count) * u64::from(sb.block_size);
-    if fragment_cache > limits.max_fragment_cache_bytes {
-        bail!(
-            "it declares {} fragments of {} bytes; this tool decompresses at most {} bytes of fragments",
-            sb.frag_count,
-            sb.block_size,
-            limits.max_fragment_cache_bytes
-        );
-    }
-    if sb.frag_count != 0 && sb.frag_table == NOT_SET {
-        bail!(
-            "it declares {} fragments but no fragment table",
-            sb.frag_count
-        );
-    }
-    Ok(())
 }
 
 /// A lookup table (fragments, export, ids) is an index of 8-byte pointers to metadata blocks;
