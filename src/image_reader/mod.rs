@@ -19,8 +19,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use backhand::kind::Kind;
-use backhand::v4::metadata;
 use backhand::{FilesystemReader, InnerNode, Squashfs, SquashfsFileReader, SuperBlock};
 use sha2::{Digest, Sha256};
 
@@ -29,16 +27,16 @@ use crate::hex;
 mod backhand_errors;
 mod cursor;
 mod limits;
+mod metadata;
 mod superblock;
 
 use self::backhand_errors::describe;
 use self::cursor::Bytes;
 pub use self::limits::Limits;
+use self::metadata::{check_lookup_blocks, lookup_table_start, read_metadata_region, MetadataArea};
 pub use self::superblock::compressor_name;
 use self::superblock::{read_superblock, squashfs_kind, xz_filter_name, NOT_SET, SUPERBLOCK_BYTES};
 
-/// SquashFS metadata blocks hold at most 8 KiB once decompressed (squashfs format, "metadata").
-const METADATA_BLOCK_MAX: usize = metadata::METADATA_MAXSIZE;
 const NO_FRAGMENT: u32 = u32::MAX;
 /// One fragment table entry: start (8), size (4), unused (4).
 const FRAGMENT_ENTRY_BYTES: u64 = 16;
@@ -313,118 +311,6 @@ fn precheck<R: BufRead + Seek + Send>(
         regions,
         entry_count,
     })
-}
-
-/// A lookup table (fragments, export, ids) is an index of 8-byte pointers to metadata blocks;
-/// returns where its first block starts, checked to lie inside the table area.
-fn lookup_table_start<R: Read + Seek>(
-    reader: &mut R,
-    sb: &SuperBlock,
-    index: u64,
-    name: &str,
-) -> Result<u64> {
-    reader.seek(SeekFrom::Start(index))?;
-    let mut ptr = [0u8; 8];
-    reader
-        .read_exact(&mut ptr)
-        .with_context(|| format!("cannot read the {name} table index at byte {index}"))?;
-    let ptr = u64::from_le_bytes(ptr);
-    if ptr <= sb.dir_table || ptr >= index {
-        bail!("its {name} table index points to byte {ptr}, outside the area between the directory table and the index");
-    }
-    Ok(ptr)
-}
-
-/// Decompressed bytes of a metadata area, and where each on-disk block starts in them.
-struct MetadataArea {
-    bytes: Vec<u8>,
-    /// Offset of a block relative to the area's start on disk -> offset in `bytes`.
-    block_at: HashMap<u64, usize>,
-}
-
-fn read_metadata_region<R: Read + Seek>(
-    reader: &mut R,
-    sb: &SuperBlock,
-    kind: &Kind,
-    start: u64,
-    end: u64,
-    what: &str,
-    budget: &mut usize,
-) -> Result<MetadataArea> {
-    reader.seek(SeekFrom::Start(start))?;
-    let mut area = MetadataArea {
-        bytes: Vec::new(),
-        block_at: HashMap::new(),
-    };
-    let mut pos = start;
-    while pos < end {
-        let block = read_metadata_block(
-            reader,
-            sb,
-            kind,
-            pos,
-            what,
-            budget,
-            "inode and directory tables",
-        )?;
-        area.block_at.insert(pos - start, area.bytes.len());
-        area.bytes.extend_from_slice(&block);
-        pos = reader.stream_position()?;
-    }
-    if pos != end {
-        bail!("its {what} runs past its end at byte {end} (to byte {pos})");
-    }
-    Ok(area)
-}
-
-/// Reads the `ceil(bytes / 8 KiB)` metadata blocks from `start` that backhand will read for a
-/// lookup table, checking each against the format's size and the shared budget.
-fn check_lookup_blocks<R: BufRead + Seek + Send>(
-    reader: &mut R,
-    sb: &SuperBlock,
-    kind: &Kind,
-    start: u64,
-    bytes: u64,
-    what: &str,
-    budget: &mut usize,
-) -> Result<()> {
-    reader.seek(SeekFrom::Start(start))?;
-    for _ in 0..bytes.div_ceil(METADATA_BLOCK_MAX as u64) {
-        let pos = reader.stream_position()?;
-        read_metadata_block(reader, sb, kind, pos, what, budget, "metadata tables")?;
-    }
-    Ok(())
-}
-
-/// Reads the metadata block of `what` at `pos` (the reader's position), refusing one larger
-/// than the format allows or than what is left of `budget`, which `budget_covers` names for
-/// the error.
-fn read_metadata_block<R: Read + Seek>(
-    reader: &mut R,
-    sb: &SuperBlock,
-    kind: &Kind,
-    pos: u64,
-    what: &str,
-    budget: &mut usize,
-    budget_covers: &str,
-) -> Result<Vec<u8>> {
-    let block = metadata::read_block(reader, sb, kind).map_err(|err| {
-        anyhow!(
-            "its {what} block at byte {pos} cannot be read: {}",
-            describe(&err)
-        )
-    })?;
-    if block.len() > METADATA_BLOCK_MAX {
-        bail!(
-            "its {what} block at byte {pos} decompresses to {} bytes, more than the format's {METADATA_BLOCK_MAX}",
-            block.len()
-        );
-    }
-    if block.len() > *budget {
-        bail!("its {budget_covers} decompress to more than this tool reads");
-    }
-    *budget -= block.len();
-    Ok(block)
 }
 
 /// Where a directory's listing lies in the directory table.
