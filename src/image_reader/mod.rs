@@ -26,22 +26,21 @@ use crate::hex;
 
 mod backhand_errors;
 mod cursor;
+mod inodes;
 mod limits;
 mod metadata;
 mod superblock;
 
 use self::backhand_errors::describe;
 use self::cursor::Bytes;
+use self::inodes::{root_inode, walk_inodes, WalkedInodes};
 pub use self::limits::Limits;
 use self::metadata::{check_lookup_blocks, lookup_table_start, read_metadata_region, MetadataArea};
 pub use self::superblock::compressor_name;
 use self::superblock::{read_superblock, squashfs_kind, xz_filter_name, NOT_SET, SUPERBLOCK_BYTES};
 
-const NO_FRAGMENT: u32 = u32::MAX;
 /// One fragment table entry: start (8), size (4), unused (4).
 const FRAGMENT_ENTRY_BYTES: u64 = 16;
-/// backhand refuses files of 2 TiB or more; the walker mirrors that so the two agree.
-const MAX_FILE_SIZE: u64 = 2 << 40;
 
 /// What an entry is. Device nodes, fifos and sockets are listed so `inspect` can show a foreign
 /// image as it is; `verify` refuses them.
@@ -311,195 +310,6 @@ fn precheck<R: BufRead + Seek + Send>(
         regions,
         entry_count,
     })
-}
-
-/// Where a directory's listing lies in the directory table.
-#[derive(Clone, Copy)]
-struct DirListing {
-    block_index: u32,
-    block_offset: u32,
-    file_size: u32,
-}
-
-struct WalkedInode {
-    /// Basic type 1..=7 (extended types folded onto their basic type).
-    base_type: u16,
-    listing: Option<DirListing>,
-}
-
-struct WalkedInodes {
-    by_number: HashMap<u32, WalkedInode>,
-    /// Offset in the decompressed inode table -> inode number.
-    by_offset: HashMap<usize, u32>,
-}
-
-/// Walks the decompressed inode table the way backhand will parse it, checking every
-/// variable-length part against the bytes actually present.
-fn walk_inodes(area: &MetadataArea, sb: &SuperBlock) -> Result<WalkedInodes> {
-    let mut cur = Bytes::new(&area.bytes);
-    let mut walked = WalkedInodes {
-        by_number: HashMap::new(),
-        by_offset: HashMap::new(),
-    };
-    while !cur.done() {
-        let offset = cur.position();
-        let inode_type = cur.u16()?;
-        let _permissions = cur.u16()?;
-        let uid_index = cur.u16()?;
-        let gid_index = cur.u16()?;
-        let _mtime = cur.u32()?;
-        let number = cur.u32()?;
-        if uid_index >= sb.id_count || gid_index >= sb.id_count {
-            bail!("inode {number} names an owner outside the id table");
-        }
-        let mut listing = None;
-        match inode_type {
-            1 => {
-                let block_index = cur.u32()?;
-                let _links = cur.u32()?;
-                let file_size = u32::from(cur.u16()?);
-                let block_offset = u32::from(cur.u16()?);
-                let _parent = cur.u32()?;
-                listing = Some(DirListing {
-                    block_index,
-                    block_offset,
-                    file_size,
-                });
-            }
-            8 => {
-                let _links = cur.u32()?;
-                let file_size = cur.u32()?;
-                let block_index = cur.u32()?;
-                let _parent = cur.u32()?;
-                let index_count = cur.u16()?;
-                let block_offset = u32::from(cur.u16()?);
-                let _xattr = cur.u32()?;
-                for _ in 0..index_count {
-                    cur.take(8)?;
-                    let name_size = cur.u32()?;
-                    if name_size >= 256 {
-                        bail!("directory inode {number} has an index name of {name_size} bytes");
-                    }
-                    cur.take(name_size as usize + 1)?;
-                }
-                listing = Some(DirListing {
-                    block_index,
-                    block_offset,
-                    file_size,
-                });
-            }
-            2 => {
-                let _blocks_start = cur.u32()?;
-                let fragment = cur.u32()?;
-                let _block_offset = cur.u32()?;
-                let size = u64::from(cur.u32()?);
-                skip_block_list(&mut cur, sb, number, fragment, size)?;
-            }
-            9 => {
-                let _blocks_start = cur.u64()?;
-                let size = cur.u64()?;
-                let _sparse = cur.u64()?;
-                let _links = cur.u32()?;
-                let fragment = cur.u32()?;
-                let _block_offset = cur.u32()?;
-                let _xattr = cur.u32()?;
-                if size >= MAX_FILE_SIZE {
-                    bail!("file inode {number} claims {size} bytes");
-                }
-                skip_block_list(&mut cur, sb, number, fragment, size)?;
-            }
-            3 | 10 => {
-                let _links = cur.u32()?;
-                let target_size = cur.u32()?;
-                if target_size >= 256 {
-                    bail!("symlink inode {number} has a target of {target_size} bytes (at most 255 are read)");
-                }
-                cur.take(target_size as usize)?;
-                if inode_type == 10 {
-                    cur.u32()?;
-                }
-            }
-            4 | 5 => {
-                cur.take(8)?;
-            }
-            11 | 12 => {
-                cur.take(12)?;
-            }
-            6 | 7 => {
-                cur.take(4)?;
-            }
-            13 | 14 => {
-                cur.take(8)?;
-            }
-            other => bail!("inode {number} has unknown type {other}"),
-        }
-        if number == 0 || number > sb.inode_count {
-            bail!(
-                "an inode is numbered {number}, outside 1..={} from the superblock",
-                sb.inode_count
-            );
-        }
-        let base_type = if inode_type > 7 {
-            inode_type - 7
-        } else {
-            inode_type
-        };
-        if walked
-            .by_number
-            .insert(number, WalkedInode { base_type, listing })
-            .is_some()
-        {
-            bail!("inode number {number} appears twice");
-        }
-        walked.by_offset.insert(offset, number);
-    }
-    if walked.by_number.len() != sb.inode_count as usize {
-        bail!(
-            "its inode table holds {} inodes but the superblock claims {}",
-            walked.by_number.len(),
-            sb.inode_count
-        );
-    }
-    Ok(walked)
-}
-
-/// A file inode is followed by one 4-byte size per data block; their number follows from the
-/// file size, so a lying size must not be believed beyond the bytes that are there.
-fn skip_block_list(
-    cur: &mut Bytes,
-    sb: &SuperBlock,
-    number: u32,
-    fragment: u32,
-    size: u64,
-) -> Result<()> {
-    let blocks = if fragment == NO_FRAGMENT {
-        size.div_ceil(u64::from(sb.block_size))
-    } else {
-        size >> sb.block_log
-    };
-    let room = cur.remaining() as u64 / 4;
-    if blocks > room {
-        bail!("file inode {number} claims {size} bytes in {blocks} blocks, but its block list is cut off");
-    }
-    cur.take(blocks as usize * 4)?;
-    Ok(())
-}
-
-/// The root reference (metadata block << 16 | offset) must point at an inode the walk saw, and
-/// that inode must be a directory: backhand parses the root separately from the table walk.
-fn root_inode(area: &MetadataArea, walked: &WalkedInodes, sb: &SuperBlock) -> Result<u32> {
-    let block = sb.root_inode >> 16;
-    let offset = (sb.root_inode & 0xffff) as usize;
-    let number = area
-        .block_at
-        .get(&block)
-        .and_then(|start| walked.by_offset.get(&(start + offset)))
-        .copied()
-        .ok_or_else(|| anyhow!("its root inode reference does not point at an inode"))?;
-    if walked.by_number[&number].listing.is_none() {
-        bail!("its root inode is not a directory");
-    }
-    Ok(number)
 }
 
 /// Walks the directory tree from the root with an explicit stack, bounding depth, path lengths,
