@@ -13,8 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::ops::Range;
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
@@ -30,6 +29,7 @@ mod directories;
 mod inodes;
 mod limits;
 mod metadata;
+mod regions;
 mod superblock;
 
 use self::backhand_errors::describe;
@@ -37,8 +37,10 @@ use self::directories::walk_directories;
 use self::inodes::{root_inode, walk_inodes};
 pub use self::limits::Limits;
 use self::metadata::{check_lookup_blocks, lookup_table_start, read_metadata_region};
+use self::regions::region_map;
+pub use self::regions::Region;
 pub use self::superblock::compressor_name;
-use self::superblock::{read_superblock, squashfs_kind, xz_filter_name, NOT_SET, SUPERBLOCK_BYTES};
+use self::superblock::{read_superblock, squashfs_kind, xz_filter_name, NOT_SET};
 
 /// One fragment table entry: start (8), size (4), unused (4).
 const FRAGMENT_ENTRY_BYTES: u64 = 16;
@@ -103,13 +105,6 @@ pub struct ImageEntry {
     pub target: Option<String>,
     /// Device nodes: the device number as stored.
     pub device: Option<u32>,
-}
-
-/// A named byte range of the image file (superblock, tables, data), for `diff`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Region {
-    pub name: &'static str,
-    pub range: Range<u64>,
 }
 
 /// An opened, fully checked image: its superblock, every entry with content hashes, and a
@@ -311,60 +306,6 @@ fn precheck<R: BufRead + Seek + Send>(
         regions,
         entry_count,
     })
-}
-
-/// Splits the file into named regions by the offsets the superblock and lookup tables give.
-fn region_map<R: Read + Seek>(
-    reader: &mut R,
-    sb: &SuperBlock,
-    len: u64,
-    fragment_blocks: Option<u64>,
-    export_blocks: Option<u64>,
-    id_blocks: u64,
-) -> Result<Vec<Region>> {
-    let mut starts: Vec<(u64, &'static str)> = vec![
-        (0, "superblock"),
-        (SUPERBLOCK_BYTES, "data blocks and fragments"),
-        (sb.inode_table, "inode table"),
-        (sb.dir_table, "directory table"),
-        (id_blocks, "id table"),
-        (sb.id_table, "id table index"),
-        (sb.bytes_used, "padding after bytes_used"),
-    ];
-    if sb.compressor_options_are_present() {
-        // The options sit in one metadata block right after the superblock.
-        reader.seek(SeekFrom::Start(SUPERBLOCK_BYTES))?;
-        let mut header = [0u8; 2];
-        reader.read_exact(&mut header)?;
-        let size = u64::from(u16::from_le_bytes(header) & 0x7fff);
-        starts.push((SUPERBLOCK_BYTES, "compression options"));
-        starts.retain(|(_, name)| *name != "data blocks and fragments");
-        starts.push((SUPERBLOCK_BYTES + 2 + size, "data blocks and fragments"));
-    }
-    if let Some(blocks) = fragment_blocks {
-        starts.push((blocks, "fragment table"));
-        starts.push((sb.frag_table, "fragment table index"));
-    }
-    if let Some(blocks) = export_blocks {
-        starts.push((blocks, "export table"));
-        starts.push((sb.export_table, "export table index"));
-    }
-    if sb.xattr_table != NOT_SET {
-        starts.push((sb.xattr_table, "xattr table"));
-    }
-    starts.sort();
-    starts.dedup_by_key(|(start, _)| *start);
-    let mut regions = Vec::with_capacity(starts.len());
-    for (i, (start, name)) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).map_or(len, |(next, _)| *next);
-        if end > *start {
-            regions.push(Region {
-                name,
-                range: *start..end,
-            });
-        }
-    }
-    Ok(regions)
 }
 
 /// Turns backhand's nodes into [`ImageEntry`]s, hashing every file under the content budget.
