@@ -10,22 +10,18 @@
 //! explicit bounds, and only then lets backhand parse the same bytes. backhand runs inside
 //! `catch_unwind` as a last line of defence; a panic there is reported as a malformed image.
 //! File contents are hashed under a total budget, since sparse blocks cost no bytes on disk.
-
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-
-use anyhow::{anyhow, bail, Context, Result};
-use backhand::{FilesystemReader, InnerNode, Squashfs, SquashfsFileReader, SuperBlock};
-use sha2::{Digest, Sha256};
-
-use crate::hex;
+//!
+//! Each file checks one part of the format, in the order they run: `superblock`, `metadata`
+//! (blocks and tables under one budget), `inodes`, `directories` and `regions` (the byte map
+//! `diff` uses); `precheck` runs them in that order. Once backhand has parsed, `entries` lists
+//! and hashes what it found, reading files through `content`. Public are [`Image`], [`Limits`],
+//! the entry and region types and [`compressor_name`].
 
 mod backhand_errors;
+mod content;
 mod cursor;
 mod directories;
+mod entries;
 mod inodes;
 mod limits;
 mod metadata;
@@ -33,74 +29,21 @@ mod precheck;
 mod regions;
 mod superblock;
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use backhand::{FilesystemReader, InnerNode, Squashfs, SuperBlock};
+
 use self::backhand_errors::describe;
+use self::content::read_content;
+pub use self::entries::{EntryKind, ImageEntry};
 pub use self::limits::Limits;
-use self::precheck::{precheck, Checked};
 pub use self::regions::Region;
 pub use self::superblock::compressor_name;
-use self::superblock::squashfs_kind;
-
-/// What an entry is. Device nodes, fifos and sockets are listed so `inspect` can show a foreign
-/// image as it is; `verify` refuses them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum EntryKind {
-    Dir,
-    File,
-    Symlink,
-    CharDevice,
-    BlockDevice,
-    Fifo,
-    Socket,
-}
-
-impl EntryKind {
-    /// The name used in manifests and JSON output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryKind::Dir => "dir",
-            EntryKind::File => "file",
-            EntryKind::Symlink => "symlink",
-            EntryKind::CharDevice => "char-device",
-            EntryKind::BlockDevice => "block-device",
-            EntryKind::Fifo => "fifo",
-            EntryKind::Socket => "socket",
-        }
-    }
-
-    /// The type letter `ls -l` and `unsquashfs -lls` print.
-    pub fn ls_letter(self) -> char {
-        match self {
-            EntryKind::Dir => 'd',
-            EntryKind::File => '-',
-            EntryKind::Symlink => 'l',
-            EntryKind::CharDevice => 'c',
-            EntryKind::BlockDevice => 'b',
-            EntryKind::Fifo => 'p',
-            EntryKind::Socket => 's',
-        }
-    }
-}
-
-/// One entry as stored in the image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageEntry {
-    /// Relative to the image root, `/`-separated, no leading `/`; empty for the root itself.
-    pub path: String,
-    pub kind: EntryKind,
-    /// Permission bits including setuid, setgid and sticky (`0o7777` at most).
-    pub mode: u16,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime: u32,
-    /// Files: content length.
-    pub size: Option<u64>,
-    /// Files: lowercase hex sha256 of the content.
-    pub sha256: Option<String>,
-    /// Symlinks: the target.
-    pub target: Option<String>,
-    /// Device nodes: the device number as stored.
-    pub device: Option<u32>,
-}
 
 /// An opened, fully checked image: its superblock, every entry with content hashes, and a
 /// handle to read small files (extension-release) again.
@@ -142,10 +85,10 @@ impl Image {
     where
         R: BufRead + Seek + Send + 'static,
     {
-        let checked = precheck(&mut reader, len, limits)?;
+        let checked = precheck::precheck(&mut reader, len, limits)?;
         reader.rewind().context("cannot rewind the image")?;
 
-        let kind = squashfs_kind();
+        let kind = superblock::squashfs_kind();
         let parsed = catch_unwind(AssertUnwindSafe(move || {
             Squashfs::from_reader_with_offset_and_kind(reader, 0, kind)
                 .and_then(Squashfs::into_filesystem_reader)
@@ -155,7 +98,17 @@ impl Image {
             Ok(Err(err)) => bail!("the SquashFS reader rejected it: {}", describe(&err)),
             Err(_) => bail!("the SquashFS reader crashed on it (the image is malformed)"),
         };
-        build_image(fs, checked, len, limits)
+        let listed = entries::from_nodes(&fs, checked.entry_count, limits)?;
+        Ok(Image {
+            file_size: len,
+            superblock: checked.superblock,
+            xz_filter: checked.xz_filter,
+            root: listed.root,
+            entries: listed.entries,
+            regions: checked.regions,
+            fs,
+            file_nodes: listed.file_nodes,
+        })
     }
 
     /// Reads one whole file of the image, refusing files above `max` bytes.
@@ -192,143 +145,4 @@ impl Image {
     pub fn compression(&self) -> &'static str {
         compressor_name(self.superblock.compressor)
     }
-}
-
-/// Turns backhand's nodes into [`ImageEntry`]s, hashing every file under the content budget.
-fn build_image(
-    fs: FilesystemReader<'static>,
-    checked: Checked,
-    len: u64,
-    limits: &Limits,
-) -> Result<Image> {
-    if fs.root.nodes.len() != checked.entry_count + 1 {
-        bail!(
-            "the SquashFS reader found {} entries where the directory walk found {}",
-            fs.root.nodes.len().saturating_sub(1),
-            checked.entry_count
-        );
-    }
-    let declared: u64 = fs
-        .root
-        .nodes
-        .iter()
-        .filter_map(|node| match &node.inner {
-            InnerNode::File(file) => Some(file.file_len() as u64),
-            _ => None,
-        })
-        .sum();
-    if declared > limits.max_content_bytes {
-        bail!(
-            "its files declare {declared} bytes of content; this tool reads at most {}",
-            limits.max_content_bytes
-        );
-    }
-
-    let mut root = None;
-    let mut entries = Vec::with_capacity(checked.entry_count);
-    let mut file_nodes = HashMap::new();
-    for (index, node) in fs.root.nodes.iter().enumerate() {
-        let full = node
-            .fullpath
-            .to_str()
-            .ok_or_else(|| anyhow!("it holds a name that is not UTF-8: {:?}", node.fullpath))?;
-        let path = full.strip_prefix('/').unwrap_or(full).to_string();
-        let header = node.header;
-        let mut entry = ImageEntry {
-            path,
-            kind: EntryKind::Dir,
-            mode: header.permissions & 0o7777,
-            uid: header.uid,
-            gid: header.gid,
-            mtime: header.mtime,
-            size: None,
-            sha256: None,
-            target: None,
-            device: None,
-        };
-        match &node.inner {
-            InnerNode::Dir(_) => {}
-            InnerNode::File(file) => {
-                entry.kind = EntryKind::File;
-                let mut hasher = Sha256::new();
-                let size = read_content(&fs, file, &entry.path, |chunk| hasher.update(chunk))?;
-                entry.size = Some(size);
-                entry.sha256 = Some(hex(&hasher.finalize()));
-                file_nodes.insert(entry.path.clone(), index);
-            }
-            InnerNode::Symlink(link) => {
-                entry.kind = EntryKind::Symlink;
-                let target = link.link.to_str().ok_or_else(|| {
-                    anyhow!("the symlink {} has a target that is not UTF-8", entry.path)
-                })?;
-                entry.target = Some(target.to_string());
-            }
-            InnerNode::CharacterDevice(dev) => {
-                entry.kind = EntryKind::CharDevice;
-                entry.device = Some(dev.device_number);
-            }
-            InnerNode::BlockDevice(dev) => {
-                entry.kind = EntryKind::BlockDevice;
-                entry.device = Some(dev.device_number);
-            }
-            InnerNode::NamedPipe => entry.kind = EntryKind::Fifo,
-            InnerNode::Socket => entry.kind = EntryKind::Socket,
-        }
-        if entry.path.is_empty() {
-            root = Some(entry);
-        } else {
-            entries.push(entry);
-        }
-    }
-    let root = root.ok_or_else(|| anyhow!("it has no root directory"))?;
-    entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-    Ok(Image {
-        file_size: len,
-        superblock: checked.superblock,
-        xz_filter: checked.xz_filter,
-        root,
-        entries,
-        regions: checked.regions,
-        fs,
-        file_nodes,
-    })
-}
-
-/// Streams one file's content to `sink`, checking that exactly the declared length arrives.
-fn read_content(
-    fs: &FilesystemReader<'static>,
-    file: &SquashfsFileReader,
-    path: &str,
-    mut sink: impl FnMut(&[u8]),
-) -> Result<u64> {
-    let declared = file.file_len() as u64;
-    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<u64> {
-        let mut reader = fs
-            .file(file)
-            .reader_checked()
-            .map_err(|err| anyhow!("{path}: {}", describe(&err)))?;
-        let mut buf = vec![0u8; 1 << 17];
-        let mut total = 0u64;
-        loop {
-            let n = reader
-                .read(&mut buf)
-                .with_context(|| format!("cannot read the content of {path}"))?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            sink(&buf[..n]);
-        }
-        Ok(total)
-    }));
-    let total = match outcome {
-        Ok(result) => result?,
-        Err(_) => bail!("the SquashFS reader crashed reading {path} (the image is malformed)"),
-    };
-    if total != declared {
-        bail!(
-            "{path} declares {declared} bytes but {total} could be read (truncated or corrupted)"
-        );
-    }
-    Ok(total)
 }
