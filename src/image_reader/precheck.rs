@@ -79,40 +79,20 @@ pub(super) fn precheck<R: BufRead + Seek + Send>(
 
     // backhand reads each lookup table as consecutive metadata blocks from its first pointer,
     // as many as the byte size it computes needs; check those blocks the same way.
-    if let Some(start) = fragment_blocks {
-        let bytes = u64::from(sb.frag_count) * FRAGMENT_ENTRY_BYTES;
-        check_lookup_blocks(
-            reader,
-            &sb,
-            &kind,
-            start,
-            bytes,
-            "fragment table",
-            &mut budget,
-        )?;
+    let lookup_tables = [
+        fragment_blocks.map(|start| {
+            let bytes = u64::from(sb.frag_count) * FRAGMENT_ENTRY_BYTES;
+            (start, bytes, "fragment table")
+        }),
+        export_blocks.map(|start| {
+            let bytes = u64::from(sb.inode_count).div_ceil(1024);
+            (start, bytes, "export table")
+        }),
+        Some((id_blocks, u64::from(sb.id_count), "id table")),
+    ];
+    for (start, bytes, what) in lookup_tables.into_iter().flatten() {
+        check_lookup_blocks(reader, &sb, &kind, start, bytes, what, &mut budget)?;
     }
-    if let Some(start) = export_blocks {
-        let bytes = u64::from(sb.inode_count).div_ceil(1024);
-        check_lookup_blocks(
-            reader,
-            &sb,
-            &kind,
-            start,
-            bytes,
-            "export table",
-            &mut budget,
-        )?;
-    }
-    let id_bytes = u64::from(sb.id_count);
-    check_lookup_blocks(
-        reader,
-        &sb,
-        &kind,
-        id_blocks,
-        id_bytes,
-        "id table",
-        &mut budget,
-    )?;
 
     let walked = walk_inodes(&inodes, &sb)?;
     let root = root_inode(&inodes, &walked, &sb)?;
