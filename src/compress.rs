@@ -45,6 +45,46 @@ pub const ZSTD_LEVEL: u32 = 15;
 /// gzip uses backhand's settings: zlib level 9, window 15, as mksquashfs.
 pub const XZ_LEVEL: u32 = 6;
 
+/// `as_str`, `Display` and `FromStr` for a choice made by name on the command line, from one list
+/// of `Variant => "name"`: the names printed, the names parsed and the names an error suggests
+/// cannot drift apart, and a variant missing from the list does not compile (`as_str` matches).
+macro_rules! named_choices {
+    ($type:ident, $what:literal, $($variant:ident => $name:literal),+) => {
+        impl $type {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($type::$variant => $name,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = anyhow::Error;
+
+            fn from_str(s: &str) -> anyhow::Result<Self> {
+                match s {
+                    $($name => Ok($type::$variant),)+
+                    _ => bail!("unknown {} {s:?}; use {}", $what, one_of(&[$($name),+])),
+                }
+            }
+        }
+    };
+}
+
+/// `a, b or c`: the accepted names as an error message lists them.
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
 /// The SquashFS compressors the tool writes. All come from code pinned in Cargo.lock and built
 /// from source (liblzma-sys and zstd-sys vendored, zlib-rs in Rust), never from system libraries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,15 +95,9 @@ pub enum Compression {
     Gzip,
 }
 
-impl Compression {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Xz => "xz",
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-        }
-    }
+named_choices!(Compression, "compression", Xz => "xz", Zstd => "zstd", Gzip => "gzip");
 
+impl Compression {
     /// The backhand compressor settings. xz without a BCJ filter and gzip use backhand's defaults
     /// (no options block in the image, like mksquashfs without -X options); xz with a filter
     /// records it and the dictionary size (the block size), as mksquashfs -Xbcj does; zstd
@@ -110,6 +144,8 @@ pub enum XzFilter {
     Arm64,
 }
 
+named_choices!(XzFilter, "xz filter", None => "none", X86 => "x86", Arm64 => "arm64");
+
 impl XzFilter {
     /// The filter for an image of `arch` that the kernels of every supported Flatcar release
     /// decode: x86 BCJ (in every kernel's xz decoder) for x86-64; none for arm64, whose BCJ
@@ -121,58 +157,12 @@ impl XzFilter {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            XzFilter::None => "none",
-            XzFilter::X86 => "x86",
-            XzFilter::Arm64 => "arm64",
-        }
-    }
-
     /// The bit squashfs-tools' xz options block uses for the filter.
     fn options_bit(self) -> u32 {
         match self {
             XzFilter::None => 0,
             XzFilter::X86 => 0x01,
             XzFilter::Arm64 => 0x40,
-        }
-    }
-}
-
-impl fmt::Display for XzFilter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for XzFilter {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "none" => Ok(XzFilter::None),
-            "x86" => Ok(XzFilter::X86),
-            "arm64" => Ok(XzFilter::Arm64),
-            _ => bail!("unknown xz filter {s:?}; use none, x86 or arm64"),
-        }
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Compression {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "xz" => Ok(Compression::Xz),
-            "zstd" => Ok(Compression::Zstd),
-            "gzip" => Ok(Compression::Gzip),
-            _ => bail!("unknown compression {s:?}; use xz, zstd or gzip"),
         }
     }
 }
@@ -610,6 +600,26 @@ fn zstd_block(bytes: &[u8]) -> Result<Vec<u8>, BackhandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names --compression and --xz-filter accept are the ones printed, and a wrong one is
+    /// answered with every accepted name.
+    #[test]
+    fn choices_parse_print_and_list_their_names() {
+        for choice in [Compression::Xz, Compression::Zstd, Compression::Gzip] {
+            assert_eq!(choice.to_string().parse::<Compression>().unwrap(), choice);
+        }
+        for filter in [XzFilter::None, XzFilter::X86, XzFilter::Arm64] {
+            assert_eq!(filter.to_string().parse::<XzFilter>().unwrap(), filter);
+        }
+        assert_eq!(
+            "lz4".parse::<Compression>().unwrap_err().to_string(),
+            "unknown compression \"lz4\"; use xz, zstd or gzip"
+        );
+        assert_eq!(
+            "X86".parse::<XzFilter>().unwrap_err().to_string(),
+            "unknown xz filter \"X86\"; use none, x86 or arm64"
+        );
+    }
 
     #[test]
     fn job_equality_is_piecewise() {
