@@ -46,6 +46,8 @@
         # The data file's flags and the install layout's, not the ones stdenv adds for the build
         # machine (--build=...).
         keepalived-configure-flags = toString keepalived.projectConfigureFlags;
+        # Added to nixpkgs' own OpenSSL options (keepalived.json, "openssl").
+        openssl-configure-flags = toString keepalived.opensslConfigureFlags;
         nixpkgs-rev = nixpkgs.rev;
       };
 
@@ -65,6 +67,7 @@
             staticPkgs.${arch}.callPackage ./nix/keepalived.nix {
               inherit version release;
               inherit (data) configureFlags;
+              opensslConfigureFlags = data.openssl.configureFlags;
               src = pkgs.callPackage ./nix/keepalived-src.nix {
                 inherit version;
                 inherit (release) src;

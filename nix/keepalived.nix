@@ -15,6 +15,7 @@
 , version
 , release
 , configureFlags
+, opensslConfigureFlags
 , src
 }:
 
@@ -26,6 +27,13 @@ let
     "--prefix=/usr"
     "--sysconfdir=/etc"
   ];
+
+  # The data file's OpenSSL options on top of nixpkgs' own (keepalived.json, "openssl", says why:
+  # no-sm2-precomp drops a 512 KiB incompressible table from the arm64 binary). The test build
+  # passes the same options to its Configure.
+  openssl' = openssl.overrideAttrs (old: {
+    configureFlags = (old.configureFlags or [ ]) ++ opensslConfigureFlags;
+  });
 in
 stdenv.mkDerivation {
   pname = "keepalived-static";
@@ -37,7 +45,7 @@ stdenv.mkDerivation {
   # openssl: VRRP authentication and checkers' TLS; libnl: IPVS over netlink (needed for IPv6
   # virtual servers); libmnl + libnftnl: nftables (vrrp_strict's firewall rules), only when the
   # data file's flags enable it.
-  buildInputs = [ openssl libnl ]
+  buildInputs = [ openssl' libnl ]
     ++ lib.optionals (builtins.elem "--enable-nftables" configureFlags) [ libmnl libnftnl ];
 
   # stdenv would pass --prefix=$out; keepalived compiles its prefix and sysconfdir into the
@@ -76,7 +84,7 @@ stdenv.mkDerivation {
   # Strip the symbol table as well as debug info: the image ships only what runs.
   stripAllList = [ "bin" ];
 
-  passthru = { inherit projectConfigureFlags; };
+  passthru = { inherit projectConfigureFlags opensslConfigureFlags; };
 
   meta = {
     description = "keepalived ${version}, statically linked against musl";

@@ -148,8 +148,10 @@ named_choices!(XzFilter, "xz filter", None => "none", X86 => "x86", Arm64 => "ar
 
 impl XzFilter {
     /// The filter for an image of `arch` that the kernels of every supported Flatcar release
-    /// decode: x86 BCJ (in every kernel's xz decoder) for x86-64; none for arm64, whose BCJ
-    /// decoder exists from Linux 6.12 on, while Flatcar LTS 4081 runs 6.6.
+    /// decode: x86 BCJ (in every kernel's xz decoder; Flatcar's kernel config leaves it on) for
+    /// x86-64; none for arm64, whose BCJ decoder exists from Linux 6.12 on, while Flatcar's
+    /// LTS-2024 stream (4081) runs 6.6 and was still maintained in 2026 beside its successor,
+    /// 4593 (6.12).
     pub fn default_for(arch: Arch) -> XzFilter {
         match arch {
             Arch::X86_64 => XzFilter::X86,

@@ -74,12 +74,12 @@ pub struct Args {
     pub compression: Compression,
     /// Data block size in bytes, or with a K or M suffix: a power of two from 4K to 1M. Larger
     /// blocks compress better (the xz dictionary is the block size: 1M makes the arm64
-    /// keepalived image 3.6 % smaller than 128K, BENCHMARKS.md); reading any byte decompresses its
+    /// keepalived image 4.7 % smaller than 128K, BENCHMARKS.md); reading any byte decompresses its
     /// whole block, which costs nothing for a sysext whose files are read whole at start.
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_block_size)]
     pub block_size: u32,
     /// With xz: a BCJ filter for machine code, tried on every data block and kept where it makes
-    /// the block smaller (as mksquashfs -Xbcj); 6 % smaller for the arm64 keepalived. Default:
+    /// the block smaller (as mksquashfs -Xbcj); 8 % smaller for the arm64 keepalived. Default:
     /// x86 for x86-64 images (every kernel decodes it); none for arm64 images, because the
     /// kernel decodes arm64 only from Linux 6.12 on (Flatcar LTS 4081 runs 6.6): pass arm64 for
     /// hosts that all run 6.12 or later.

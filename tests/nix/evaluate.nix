@@ -82,6 +82,14 @@ let
         fetchurl = args: assert args ? hash && args ? url; fakePackage args.name;
         fetchFromGitHub = args: assert args ? hash && args ? rev && args ? owner && args ? repo; fakePackage args.name;
         buildPackages = pkgs;
+        # overrideAttrs as nixpkgs' derivations have it: the function gets the old attributes
+        # (nixpkgs' openssl has a configureFlags list) and the result carries the new ones; its
+        # name lists them, so tests/nix/check's openssl check can see them.
+        openssl = fakePackage "openssl" // {
+          overrideAttrs = f:
+            let new = f { configureFlags = [ "no-shared" ]; };
+            in fakePackage "openssl-${lib.concatStringsSep "-" new.configureFlags}" // new;
+        };
         python3 = fakePackage "python3" // {
           withPackages = select:
             assert builtins.isList (select { pyyaml = fakePackage "pyyaml"; });
@@ -91,7 +99,6 @@ let
       // lib.genAttrs [
         "autoreconfHook"
         "pkg-config"
-        "openssl"
         "libnl"
         "libmnl"
         "libnftnl"
