@@ -54,6 +54,19 @@ pub struct File {
     pub contents: Contents,
 }
 
+impl File {
+    /// A file readable by everyone (0644) whose mode and place need no explanation.
+    fn plain(path: impl Into<String>, contents: Contents) -> File {
+        File {
+            path: path.into(),
+            mode: 0o644,
+            mode_note: None,
+            comment: None,
+            contents,
+        }
+    }
+}
+
 pub enum Contents {
     /// Text placed as is.
     Text(String),
@@ -131,29 +144,17 @@ pub fn describe(
                 sha512: manifest.image.sha512.clone(),
             },
         },
-        File {
-            path: format!("/etc/sysupdate.{name}.d/{}", transfer_file_name(&name)),
-            mode: 0o644,
-            mode_note: None,
-            comment: None,
-            contents: Contents::Text(transfer),
-        },
-        File {
-            path: "/etc/sysupdate.d/noop.conf".into(),
-            mode: 0o644,
-            mode_note: None,
-            comment: None,
-            contents: Contents::Text(NOOP_TRANSFER.into()),
-        },
+        File::plain(
+            format!("/etc/sysupdate.{name}.d/{}", transfer_file_name(&name)),
+            Contents::Text(transfer),
+        ),
+        File::plain(
+            "/etc/sysupdate.d/noop.conf",
+            Contents::Text(NOOP_TRANSFER.into()),
+        ),
     ];
     if let Some(key) = key {
-        files.push(File {
-            path: IMPORT_PUBRING.into(),
-            mode: 0o644,
-            mode_note: None,
-            comment: None,
-            contents: Contents::Binary(key.to_vec()),
-        });
+        files.push(File::plain(IMPORT_PUBRING, Contents::Binary(key.to_vec())));
     }
     if let Some(config) = config {
         files.push(File {
