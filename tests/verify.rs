@@ -195,78 +195,72 @@ fn entry_mut<'a>(manifest: &'a mut Value, path: &str) -> &'a mut Value {
         .unwrap()
 }
 
+/// Verifies the test image against its manifest changed by `edit`; the report must name every
+/// one of `wanted`.
+fn verify_names(edit: impl FnOnce(&mut Value), wanted: &[&str]) {
+    let text = verify_with_edited_manifest(edit);
+    for w in wanted {
+        assert!(text.contains(w), "{w:?} not in:\n{text}");
+    }
+}
+
 #[test]
 fn entry_differences_are_named() {
-    let text =
-        verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/hello")["mode"] = "0644".into());
-    assert!(
-        text.contains("/usr/bin/hello: mode 0755 differs from the manifest's 0644"),
-        "{text}"
+    verify_names(
+        |m| entry_mut(m, "usr/bin/hello")["mode"] = "0644".into(),
+        &["/usr/bin/hello: mode 0755 differs from the manifest's 0644"],
     );
-
-    let text =
-        verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/hi")["target"] = "data".into());
-    assert!(
-        text.contains("/usr/bin/hi: symlink target \"hello\" differs"),
-        "{text}"
+    verify_names(
+        |m| entry_mut(m, "usr/bin/hi")["target"] = "data".into(),
+        &["/usr/bin/hi: symlink target \"hello\" differs"],
     );
-
-    let text = verify_with_edited_manifest(|m| {
-        let mut extra = entry_mut(m, "usr/bin/hello").clone();
-        extra["path"] = "usr/bin/zz-extra".into();
-        m["entries"].as_array_mut().unwrap().push(extra);
-    });
-    assert!(
-        text.contains("/usr/bin/zz-extra: in the manifest but not in the image"),
-        "{text}"
+    verify_names(
+        |m| {
+            let mut extra = entry_mut(m, "usr/bin/hello").clone();
+            extra["path"] = "usr/bin/zz-extra".into();
+            m["entries"].as_array_mut().unwrap().push(extra);
+        },
+        &["/usr/bin/zz-extra: in the manifest but not in the image"],
     );
-
-    let text = verify_with_edited_manifest(|m| {
-        m["entries"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|e| e["path"] != "usr/bin/data");
-    });
-    assert!(
-        text.contains("/usr/bin/data: in the image but not in the manifest"),
-        "{text}"
+    verify_names(
+        |m| {
+            m["entries"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|e| e["path"] != "usr/bin/data");
+        },
+        &["/usr/bin/data: in the image but not in the manifest"],
     );
-
-    let text =
-        verify_with_edited_manifest(|m| entry_mut(m, "usr/bin/data")["type"] = "symlink".into());
-    assert!(
-        text.contains("/usr/bin/data: is a file, the manifest says Symlink"),
-        "{text}"
+    verify_names(
+        |m| entry_mut(m, "usr/bin/data")["type"] = "symlink".into(),
+        &["/usr/bin/data: is a file, the manifest says Symlink"],
     );
 }
 
 #[test]
 fn mtimes_are_checked_against_the_epoch_including_the_root() {
-    let text = verify_with_edited_manifest(|m| m["epoch"] = 5.into());
-    assert!(
-        text.contains("superblock time 1700000000 differs from the manifest's epoch 5"),
-        "{text}"
-    );
-    assert!(text.contains("/: mtime 1700000000 differs"), "{text}");
-    assert!(
-        text.contains("/usr/bin/hello: mtime 1700000000 differs"),
-        "{text}"
+    verify_names(
+        |m| m["epoch"] = 5.into(),
+        &[
+            "superblock time 1700000000 differs from the manifest's epoch 5",
+            "/: mtime 1700000000 differs",
+            "/usr/bin/hello: mtime 1700000000 differs",
+        ],
     );
 }
 
 #[test]
 fn extension_release_must_match_the_manifest() {
-    let text = verify_with_edited_manifest(|m| m["arch"] = "arm64".into());
-    assert!(
-        text.contains("ARCHITECTURE=x86-64 but the manifest says arm64"),
-        "{text}"
+    verify_names(
+        |m| m["arch"] = "arm64".into(),
+        &["ARCHITECTURE=x86-64 but the manifest says arm64"],
     );
-
-    let text = verify_with_edited_manifest(|m| m["name"] = "other".into());
-    assert!(text.contains("extension-release.other"), "{text}");
-    assert!(
-        text.contains("other extension-release files present"),
-        "{text}"
+    verify_names(
+        |m| m["name"] = "other".into(),
+        &[
+            "extension-release.other",
+            "other extension-release files present",
+        ],
     );
 }
 
