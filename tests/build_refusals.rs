@@ -353,19 +353,11 @@ fn bad_options_are_refused() {
         &["missing", "cannot read"],
     );
     let before = snapshot(&out);
-    let output = run(&[
-        "build",
-        "--name",
-        "t",
-        "--version",
-        "1",
-        "--arch",
-        "s390x",
-        "--out",
-        path_str(&out),
-        "--tree",
-        &tree,
-    ]);
+    let mut args: Vec<&str> = "build --name t --version 1 --arch s390x --tree"
+        .split(' ')
+        .collect();
+    args.extend([tree.as_str(), "--out", path_str(&out)]);
+    let output = run(&args);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("s390x"), "{}", stderr(&output));
     assert!(snapshot(&out) == before, "the output directory changed");

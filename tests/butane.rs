@@ -8,63 +8,58 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use common::*;
 use serde_json::{json, Value};
 
 const URL: &str = "https://downloads.example.com/hello/";
 
-fn butane(args: &[&std::ffi::OsStr]) -> (Value, String) {
-    let mut all: Vec<&std::ffi::OsStr> = vec!["butane".as_ref()];
-    all.extend_from_slice(args);
-    let output = run(&all);
-    expect_status(&output, 0);
+fn butane(manifest: &Path, url: &str, extra: &[&OsStr]) -> (Value, String) {
+    let output = run_butane(&[], manifest, url, extra);
     (parse_yaml(&stdout(&output)), stderr(&output))
 }
 
-/// `butane --ignition` with `args`: the parsed JSON and stderr.
-fn ignition(args: &[&std::ffi::OsStr]) -> (Value, String) {
-    let mut all: Vec<&std::ffi::OsStr> = vec!["butane".as_ref(), "--ignition".as_ref()];
-    all.extend_from_slice(args);
-    let output = run(&all);
-    expect_status(&output, 0);
+/// `butane --ignition` for MANIFEST and URL, then `extra`: the parsed JSON and stderr.
+fn ignition(manifest: &Path, url: &str, extra: &[&OsStr]) -> (Value, String) {
+    let output = run_butane(&["--ignition".as_ref()], manifest, url, extra);
     let doc = serde_json::from_str(&stdout(&output))
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", stdout(&output)));
     (doc, stderr(&output))
 }
 
+/// `butane FLAGS --manifest MANIFEST --update-url URL EXTRA`, which must succeed.
+fn run_butane(flags: &[&OsStr], manifest: &Path, url: &str, extra: &[&OsStr]) -> Output {
+    let mut all: Vec<&OsStr> = vec!["butane".as_ref()];
+    all.extend_from_slice(flags);
+    all.extend([
+        "--manifest".as_ref(),
+        manifest.as_os_str(),
+        "--update-url".as_ref(),
+        url.as_ref(),
+    ]);
+    all.extend_from_slice(extra);
+    let output = run(&all);
+    expect_status(&output, 0);
+    output
+}
+
 /// Decodes `data:` URLs with Python's urllib (its DataHandler), independent of the tool's
 /// encoder.
 fn decode_data_urls(urls: &[String]) -> Vec<Vec<u8>> {
-    require_tool("python3");
     let script = "import base64, json, sys, urllib.request\n\
                   urls = json.load(sys.stdin)\n\
                   print(json.dumps([base64.b64encode(urllib.request.urlopen(u).read()).decode() \
                   for u in urls]))";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(urls).unwrap().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "urllib could not decode the data URLs: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let encoded: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    let encoded: Vec<String> = serde_json::from_value(python_json(
+        script,
+        &serde_json::to_string(urls).unwrap(),
+        "urllib could not decode the data URLs",
+    ))
+    .unwrap();
     encoded.iter().map(|b| base64_decode(b)).collect()
 }
 
@@ -110,36 +105,9 @@ fn file<'a>(doc: &'a Value, path: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no file {path} in {doc:#}"))
 }
 
-/// A real binary OpenPGP public key made with gpg in a throwaway home.
-fn make_key(home: &Path) -> Vec<u8> {
-    require_tool("gpg");
-    fs::create_dir_all(home).unwrap();
-    fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let output = Command::new("gpg")
-            .arg("--homedir")
-            .arg(home)
-            .args(["--batch", "--quiet"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output.stdout
-    };
-    gpg(&[
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        "Feed Signing <feed@example.com>",
-        "ed25519",
-        "sign",
-        "never",
-    ]);
-    gpg(&["--export", "feed@example.com"])
+/// A throwaway signing key's public half, exported (binary) from a GnuPG home under `dir`.
+fn make_key(dir: &Path) -> Vec<u8> {
+    gpg(&throwaway_key(dir), &["--export", "feed@example.com"])
 }
 
 #[test]
@@ -149,20 +117,20 @@ fn every_field_of_the_config() {
     let config = "global_defs {\n    router_id CP_1\n    enable_script_security\n}\n\n# a \"quoted\" comment: with \\ and ü\n";
     let config_path = tmp.path().join("keepalived.conf");
     fs::write(&config_path, config).unwrap();
-    let key = make_key(&tmp.path().join("gnupg"));
+    let key = make_key(tmp.path());
     let key_path = tmp.path().join("feed.gpg");
     fs::write(&key_path, &key).unwrap();
 
-    let (doc, err) = butane(&[
-        "--manifest".as_ref(),
-        built.manifest.as_os_str(),
-        "--update-url".as_ref(),
-        URL.as_ref(),
-        "--config".as_ref(),
-        config_path.as_os_str(),
-        "--signing-key".as_ref(),
-        key_path.as_os_str(),
-    ]);
+    let (doc, err) = butane(
+        &built.manifest,
+        URL,
+        &[
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--signing-key".as_ref(),
+            key_path.as_os_str(),
+        ],
+    );
     assert!(err.is_empty(), "{err}");
     assert_eq!(doc["variant"], "flatcar");
     assert_eq!(doc["version"], "1.0.0");
@@ -275,25 +243,18 @@ fn both_outputs(tmp: &Path, with_extras: bool) -> (Value, Value, Vec<u8>, String
     let config = "global_defs {\n    router_id CP_1 # \"q\" 100% ?x=1&y #frag\n}\n\n# ü \\ \t\n";
     let config_path = tmp.join("keepalived.conf");
     fs::write(&config_path, config).unwrap();
-    let key = make_key(&tmp.join("gnupg"));
+    let key = make_key(tmp);
     let key_path = tmp.join("feed.gpg");
     fs::write(&key_path, &key).unwrap();
-    let mut args: Vec<&std::ffi::OsStr> = vec![
-        "--manifest".as_ref(),
-        built.manifest.as_os_str(),
-        "--update-url".as_ref(),
-        URL.as_ref(),
+    let extras: [&OsStr; 4] = [
+        "--config".as_ref(),
+        config_path.as_os_str(),
+        "--signing-key".as_ref(),
+        key_path.as_os_str(),
     ];
-    if with_extras {
-        args.extend_from_slice(&[
-            "--config".as_ref(),
-            config_path.as_os_str(),
-            "--signing-key".as_ref(),
-            key_path.as_os_str(),
-        ]);
-    }
-    let (bu, _) = butane(&args);
-    let (ign, err) = ignition(&args);
+    let args: &[&OsStr] = if with_extras { &extras } else { &[] };
+    let (bu, _) = butane(&built.manifest, URL, args);
+    let (ign, err) = ignition(&built.manifest, URL, args);
     if with_extras {
         assert!(err.is_empty(), "{err}");
     } else {
@@ -435,12 +396,7 @@ fn the_drop_in_detects_a_version_change() {
     // Run the drop-in's ExecStartPre/ExecStartPost shell lines for real around a link change.
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
-    let (doc, _) = butane(&[
-        "--manifest".as_ref(),
-        built.manifest.as_os_str(),
-        "--update-url".as_ref(),
-        URL.as_ref(),
-    ]);
+    let (doc, _) = butane(&built.manifest, URL, &[]);
     let dropin = doc["systemd"]["units"][2]["dropins"][0]["contents"]
         .as_str()
         .unwrap()
@@ -494,12 +450,7 @@ fn the_drop_in_detects_a_version_change() {
 fn without_config_and_key_the_rest_is_there_and_the_key_is_asked_for() {
     let tmp = tempfile::tempdir().unwrap();
     let built = built_image(tmp.path());
-    let (doc, err) = butane(&[
-        "--manifest".as_ref(),
-        built.manifest.as_os_str(),
-        "--update-url".as_ref(),
-        "https://downloads.example.com/hello".as_ref(),
-    ]);
+    let (doc, err) = butane(&built.manifest, "https://downloads.example.com/hello", &[]);
     let paths: Vec<&str> = doc["storage"]["files"]
         .as_array()
         .unwrap()

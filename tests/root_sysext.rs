@@ -228,21 +228,11 @@ fn root_determinism_ignores_owners() {
         })
         .collect();
     let build = |tree: &Path, out: &Path| {
-        let output = run(&[
-            "build",
-            "--name",
-            "own",
-            "--version",
-            "1",
-            "--arch",
-            "x86-64",
-            "--out",
-            path_str(out),
-            "--tree",
-            path_str(tree),
-            "--epoch",
-            "5",
-        ]);
+        let mut args: Vec<&str> = "build --name own --version 1 --arch x86-64 --epoch 5 --tree"
+            .split(' ')
+            .collect();
+        args.extend([path_str(tree), "--out", path_str(out)]);
+        let output = run(&args);
         assert!(output.status.success(), "{}", stderr(&output));
         fs::read(out.join("own-v1-x86-64.raw")).unwrap()
     };

@@ -393,12 +393,20 @@ pub fn built_image(tmp: &Path) -> Built {
 
 /// Parses YAML with PyYAML (python3-yaml), an independent parser, and returns it as JSON.
 pub fn parse_yaml(text: &str) -> serde_json::Value {
+    python_json(
+        "import json, sys, yaml\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))",
+        text,
+        "PyYAML could not parse the document (is python3-yaml installed?)",
+    )
+}
+
+/// Runs a Python SCRIPT that reads INPUT on stdin and prints JSON; the tests use Python's own
+/// parsers and decoders as readers independent of the tool. Panics with WHAT and Python's stderr
+/// when the script fails.
+pub fn python_json(script: &str, input: &str, what: &str) -> serde_json::Value {
     require_tool("python3");
     let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, yaml\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))",
-        ])
+        .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -409,12 +417,12 @@ pub fn parse_yaml(text: &str) -> serde_json::Value {
         .stdin
         .take()
         .unwrap()
-        .write_all(text.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "PyYAML could not parse the document (is python3-yaml installed?):\n{}\n---\n{text}",
+        "{what}:\n{}\n---\n{input}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
@@ -435,17 +443,10 @@ pub fn build_t_for(arch: &str, out: &Path, args: &[&str]) -> Output {
 
 /// The arguments [`build_t`] passes to `sysext-assembler`.
 pub fn build_t_args<'a>(out: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec![
-        "build",
-        "--name",
-        "t",
-        "--version",
-        "1",
-        "--arch",
-        "x86-64",
-        "--out",
-        path_str(out),
-    ];
+    let mut all: Vec<&str> = "build --name t --version 1 --arch x86-64 --out"
+        .split(' ')
+        .collect();
+    all.push(path_str(out));
     all.extend_from_slice(args);
     all
 }
@@ -525,4 +526,35 @@ pub fn assert_build_refused(out: &Path, args: &[&str], needles: &[&str]) {
         after == before,
         "a file in the output directory changed: {message}"
     );
+}
+
+/// gpg in batch mode with the keys in `home`; its standard output.
+pub fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
+    let mut command = Command::new("gpg");
+    command.env("GNUPGHOME", home).args(["--batch", "--quiet"]);
+    let output = command.args(args).output().expect("run gpg");
+    expect_status(&output, 0);
+    output.stdout
+}
+
+/// A GnuPG home under `dir` holding a throwaway signing key for feed@example.com.
+pub fn throwaway_key(dir: &Path) -> PathBuf {
+    require_tool("gpg");
+    let home = dir.join("gnupg");
+    fs::create_dir_all(&home).unwrap();
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+    // No passphrase, so that the examples can sign in batch mode.
+    gpg(
+        &home,
+        &[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Feed <feed@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    home
 }

@@ -118,6 +118,18 @@ fn node_config(cp1: &str, n: usize) -> String {
     config
 }
 
+/// Builds the image the docs name (keepalived 2.3.4, x86-64, for Flatcar) from TREE into OUT.
+fn build_documented_image(out: &Path, tree: &Path, extra: &[&OsStr]) {
+    let mut args: Vec<&OsStr> =
+        "build --name keepalived --version 2.3.4 --arch x86-64 --os flatcar --reload-manager --out"
+            .split(' ')
+            .map(OsStr::new)
+            .collect();
+    args.extend([out.as_os_str(), "--tree".as_ref(), tree.as_os_str()]);
+    args.extend_from_slice(extra);
+    expect_status(&run(&args), 0);
+}
+
 /// `keepalived -t` on `config` in a namespace with eth0 = `address`/24 and the documented track
 /// script installed where the config expects it.
 fn keepalived_check(config: &str, address: &str) -> (i32, String) {
@@ -259,23 +271,7 @@ fn butane_example_is_what_the_tool_writes() {
     fs::create_dir_all(payload.join("usr/bin")).unwrap();
     fs::write(payload.join("usr/bin/keepalived"), "stand-in binary\n").unwrap();
     let out = tmp.path().join("out");
-    let output = run(&[
-        "build".as_ref(),
-        "--name".as_ref(),
-        "keepalived".as_ref(),
-        "--version".as_ref(),
-        "2.3.4".as_ref(),
-        "--arch".as_ref(),
-        "x86-64".as_ref(),
-        "--os".as_ref(),
-        "flatcar".as_ref(),
-        "--reload-manager".as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--tree".as_ref(),
-        payload.as_os_str(),
-    ]);
-    expect_status(&output, 0);
+    build_documented_image(&out, &payload, &[]);
     let config = tmp.path().join("cp-1.keepalived.conf");
     fs::write(&config, block("keepalived-conf") + "\n").unwrap();
     let key = tmp.path().join("feed.gpg");
@@ -341,37 +337,6 @@ fn nftables_example_loads() {
     .unwrap();
     let (code, _) = in_namespaces(&format!("nft --check --file {}", rules.display()));
     assert_ne!(code, 0, "nft --check accepted broken rules");
-}
-
-/// gpg in batch mode with the keys in `home`; its standard output.
-fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
-    let mut command = Command::new("gpg");
-    command.env("GNUPGHOME", home).args(["--batch", "--quiet"]);
-    let output = command.args(args).output().expect("run gpg");
-    expect_status(&output, 0);
-    output.stdout
-}
-
-/// A GnuPG home under `dir` holding a throwaway signing key for feed@example.com.
-fn throwaway_key(dir: &Path) -> PathBuf {
-    require_tool("gpg");
-    let home = dir.join("gnupg");
-    fs::create_dir_all(&home).unwrap();
-    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    // No passphrase, so that the examples can sign in batch mode.
-    gpg(
-        &home,
-        &[
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "Feed <feed@example.com>",
-            "ed25519",
-            "sign",
-            "never",
-        ],
-    );
-    home
 }
 
 #[test]
@@ -615,25 +580,7 @@ impl Images {
         std::os::unix::fs::symlink(BIN, bin.join("sysext-assembler")).unwrap();
         let file = format!("usr/bin/keepalived={}", keepalived().display());
         let files = markdown::repo().join("files");
-        let output = run(&[
-            OsStr::new("build"),
-            "--name".as_ref(),
-            "keepalived".as_ref(),
-            "--version".as_ref(),
-            "2.3.4".as_ref(),
-            "--arch".as_ref(),
-            "x86-64".as_ref(),
-            "--os".as_ref(),
-            "flatcar".as_ref(),
-            "--reload-manager".as_ref(),
-            "--out".as_ref(),
-            work.as_os_str(),
-            "--tree".as_ref(),
-            files.as_os_str(),
-            "--file".as_ref(),
-            file.as_ref(),
-        ]);
-        expect_status(&output, 0);
+        build_documented_image(&work, &files, &["--file".as_ref(), file.as_ref()]);
         for copy in ["build-a", "build-b"] {
             fs::create_dir_all(work.join(copy)).unwrap();
             for name in [
