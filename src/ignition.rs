@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::provisioning::{base64, base64_data_url, Contents, Node};
+use crate::provisioning::{base64_data_url, Contents, Node};
 
 /// The Ignition config spec version written.
 pub const SPEC_VERSION: &str = "3.3.0";
@@ -85,7 +85,7 @@ pub fn text_data_url(text: &str) -> String {
             escaped.push_str(&format!("%{b:02X}"));
         }
     }
-    let encoded = format!("data:;base64,{}", base64(text.as_bytes()));
+    let encoded = base64_data_url(text.as_bytes());
     if encoded.len() < escaped.len() {
         encoded
     } else {
