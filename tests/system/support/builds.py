@@ -44,15 +44,21 @@ def keepalived_aarch64():
     return _keepalived("aarch64")
 
 
+def assembler_build(assembler, arch, binary, out, *extra, version=None):
+    """`sysext-assembler build` of the keepalived image as the flake builds it (files/ and the static
+    binary, for Flatcar, with the reload manager) into OUT, with EXTRA options."""
+    run([assembler, "build", "--name", "keepalived", "--version", version or keepalived_version(),
+         "--arch", arch, "--out", str(out), "--tree", PAYLOAD, "--file", f"usr/bin/keepalived={binary}",
+         "--os", "flatcar", "--reload-manager", *extra])
+
+
 @pytest.fixture(scope="session")
 def build_image(assembler, tmp_path_factory):
     """build_image(arch, binary, *extra, version=...) -> path of the .raw in a fresh output directory."""
 
     def build(arch, binary, *extra, version=None):
         out = tmp_path_factory.mktemp(f"image-{arch}")
-        run([assembler, "build", "--name", "keepalived", "--version", version or keepalived_version(),
-             "--arch", arch, "--out", str(out), "--tree", PAYLOAD, "--file", f"usr/bin/keepalived={binary}",
-             "--os", "flatcar", "--reload-manager", *extra])
+        assembler_build(assembler, arch, binary, out, *extra, version=version)
         images = glob.glob(os.path.join(out, "*.raw"))
         expect(len(images) == 1, f"expected exactly one .raw image in {out}, found {os.listdir(out)}")
         return images[0]

@@ -34,7 +34,8 @@ import subprocess
 
 import pytest
 
-from support.common import PAYLOAD, expect, keepalived_version, run
+from support.builds import assembler_build
+from support.common import expect, keepalived_version, run
 
 TRANSFER_FILE = "keepalived.conf"
 MARKER = "usr/share/keepalived-sysext-test/version"
@@ -153,9 +154,8 @@ def make_feed(assembler, keepalived_x86_64, keepalived_aarch64, keys, feed_serve
             for arch in arches:
                 # As nix/release.nix does: one build per image into the one directory, which merges
                 # SHA256SUMS and (re)writes the same transfer file.
-                run([assembler, "build", "--name", "keepalived", "--version", version, "--arch", arch,
-                     "--out", path, "--tree", PAYLOAD, "--file", f"usr/bin/keepalived={binaries[arch]}",
-                     "--file", f"{MARKER}={mark}", "--os", "flatcar", "--reload-manager", "--update-url", url])
+                assembler_build(assembler, arch, binaries[arch], path, "--file", f"{MARKER}={mark}",
+                                "--update-url", url, version=version)
         if sign:
             keys.sign(path, getattr(keys, sign))
         return FeedDir(feed_server, sub)
