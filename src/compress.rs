@@ -22,14 +22,11 @@
 //! encoder (zlib-rs, level 9, window 15).
 
 use std::cell::RefCell;
-use std::fmt;
 use std::ops::Range;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use anyhow::bail;
 use backhand::compression::{CompressionAction, CompressionOptions, Compressor, DefaultCompressor};
 use backhand::kind::Kind;
 use backhand::{BackhandError, FilesystemCompressor, SuperBlock};
@@ -58,27 +55,32 @@ macro_rules! named_choices {
             }
         }
 
-        impl fmt::Display for $type {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $type {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $type {
+        impl ::std::str::FromStr for $type {
             type Err = anyhow::Error;
 
             fn from_str(s: &str) -> anyhow::Result<Self> {
                 match s {
                     $($name => Ok($type::$variant),)+
-                    _ => bail!("unknown {} {s:?}; use {}", $what, one_of(&[$($name),+])),
+                    _ => ::anyhow::bail!(
+                        "unknown {} {s:?}; use {}",
+                        $what,
+                        $crate::compress::one_of(&[$($name),+])
+                    ),
                 }
             }
         }
     };
 }
+pub(crate) use named_choices;
 
 /// `a, b or c`: the accepted names as an error message lists them.
-fn one_of(names: &[&str]) -> String {
+pub(crate) fn one_of(names: &[&str]) -> String {
     match names.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         _ => names.concat(),

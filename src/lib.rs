@@ -4,8 +4,10 @@
 
 pub mod commands;
 pub mod compress;
+pub mod ddi;
 pub mod extension_release;
 pub mod file_hash;
+pub mod gpt;
 pub mod ignition;
 pub mod image;
 pub mod image_reader;
@@ -18,6 +20,7 @@ pub mod provisioning;
 pub mod published;
 pub mod sums;
 pub mod sysupdate;
+pub mod verity;
 
 /// Lowercase hex, as in SHA256SUMS and the manifest.
 pub fn hex(bytes: &[u8]) -> String {

@@ -46,6 +46,10 @@ pub struct Manifest {
     pub tool: Tool,
     /// The image file itself.
     pub image: ImageFile,
+    /// DDIs only (`build --format ddi`): the dm-verity root hash and salt, and once signed the
+    /// signing certificate's fingerprint. Absent for a bare SquashFS image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ddi: Option<DdiRecord>,
     /// Every entry of the image except the root directory, sorted by path in byte order.
     pub entries: Vec<Entry>,
     /// Free-form `--provenance KEY=VALUE` pairs (source hash, nixpkgs revision, ...).
@@ -73,6 +77,19 @@ pub struct ImageFile {
     pub sha256: String,
     /// Lowercase hex.
     pub sha512: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DdiRecord {
+    /// Lowercase hex: what systemd checks the signature against and the kernel every block.
+    pub root_hash: String,
+    /// Lowercase hex.
+    pub salt: String,
+    /// SHA-256 of the signing certificate (DER), lowercase hex, as in the signature partition;
+    /// absent until `sign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_fingerprint: Option<String>,
 }
 
 /// One entry of the image. `path` is relative to the image root, `/`-separated, no leading `/`.

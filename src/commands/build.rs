@@ -12,9 +12,10 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::compress::{Compression, XzFilter};
+use crate::ddi::{self, ImageFormat};
 use crate::extension_release::ExtensionRelease;
 use crate::image::{self, ImageOptions};
-use crate::manifest::{Entry, ImageFile, Manifest, Tool, SCHEMA_VERSION};
+use crate::manifest::{DdiRecord, Entry, ImageFile, Manifest, Tool, SCHEMA_VERSION};
 use crate::names::{self, Arch};
 use crate::output::OutputDir;
 use crate::payload::{Node, Payload};
@@ -85,6 +86,11 @@ pub struct Args {
     /// hosts that all run 6.12 or later.
     #[arg(long, value_name = "none|x86|arm64")]
     pub xz_filter: Option<XzFilter>,
+    /// Image format: a bare SquashFS, or a Discoverable Disk Image (GPT: the SquashFS as root
+    /// partition, its dm-verity hash tree and, after `sign`, a signature partition), which
+    /// systemd-sysext mounts through dm-verity so the kernel checks every block it reads.
+    #[arg(long, value_name = "squashfs|ddi", default_value = "squashfs")]
+    pub format: ImageFormat,
     /// Also write NAME.conf, a systemd-sysupdate transfer file for a feed at URL.
     #[arg(long, value_name = "URL")]
     pub update_url: Option<String>,
@@ -176,7 +182,22 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         }
     };
     let image_index = out.stage(&image_name)?;
-    let size = image::write_image(&payload, options, out.file(image_index))?;
+    let (size, ddi) = match args.format {
+        ImageFormat::Squashfs => (image::write_image(&payload, options, out.file(image_index))?, None),
+        ImageFormat::Ddi => {
+            let mut filesystem = tempfile::tempfile_in(out.path()).with_context(|| {
+                format!("cannot create a temporary file in {}", out.path().display())
+            })?;
+            let len = image::write_image(&payload, options, &mut filesystem)?;
+            let written = ddi::write_unsigned(out.file(image_index), args.arch, &mut filesystem, len)?;
+            let record = DdiRecord {
+                root_hash: hex(&written.root_hash),
+                salt: hex(&written.salt),
+                certificate_fingerprint: None,
+            };
+            (written.size, Some(record))
+        }
+    };
     let (sha256, sha512) = hash_file(out.temp_path(image_index))?;
     published::check(
         out.path(),
@@ -208,6 +229,7 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
             sha256: sha256.clone(),
             sha512,
         },
+        ddi,
         entries: manifest_entries(&payload),
         provenance,
     };
