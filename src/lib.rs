@@ -2,6 +2,7 @@
 //! systemd-sysext SquashFS image, and reads such images back to verify, inspect and compare them.
 //! The binary in `main.rs` is a thin front end; each command is a module under `commands`.
 
+pub mod base64;
 pub mod commands;
 pub mod compress;
 pub mod ddi;
@@ -18,6 +19,7 @@ pub mod output;
 pub mod payload;
 pub mod provisioning;
 pub mod published;
+pub mod signing;
 pub mod sums;
 pub mod sysupdate;
 pub mod verity;

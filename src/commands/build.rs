@@ -340,7 +340,7 @@ pub fn manifest_entries(payload: &Payload) -> Vec<Entry> {
 
 /// SHA-256 and SHA-512 of the file at `path`, read back from disk (what was written, not what
 /// was meant to be written), each digest on its own thread.
-fn hash_file(path: &Path) -> Result<(String, String)> {
+pub(crate) fn hash_file(path: &Path) -> Result<(String, String)> {
     fn digest<D: Digest>(path: &Path) -> Result<String> {
         let mut file =
             File::open(path).with_context(|| format!("cannot read back {}", path.display()))?;

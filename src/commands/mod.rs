@@ -5,4 +5,5 @@ pub mod build;
 pub mod butane;
 pub mod diff;
 pub mod inspect;
+pub mod sign;
 pub mod verify;

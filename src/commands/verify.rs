@@ -5,7 +5,6 @@
 //! checked too. Exit 0 when everything holds, 1 on any mismatch, 2 on usage or I/O errors.
 
 use std::fs::{self, File};
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,10 +13,11 @@ use serde_json::json;
 
 use crate::extension_release::ExtensionRelease;
 use crate::file_hash::sha256_file;
-use crate::image_reader::{compressor_name, EntryKind as ImageKind, Image, ImageEntry, Limits};
+use crate::image_reader::{compressor_name, EntryKind as ImageKind, Image, ImageEntry};
 use crate::manifest::{EntryKind, Manifest};
 use crate::names::{extension_release_path, Arch};
-use crate::{payload, sums};
+use crate::signing::{self, Certificate};
+use crate::{base64, ddi, hex, payload, sums};
 
 /// Check a downloaded image against its SHA256SUMS and manifest.
 ///
@@ -53,6 +53,11 @@ pub struct Args {
     /// The image's manifest [default: IMAGE with .raw replaced by .manifest.json, if present].
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
+    /// For a DDI: the X.509 certificate (PEM) whose key must have signed its root hash, as
+    /// systemd checks it against /etc/verity.d/. Without it a signature is only checked against
+    /// the manifest's certificate fingerprint.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -86,7 +91,12 @@ impl Outcome {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let outcome = verify(&args.image, args.sums.as_deref(), args.manifest.as_deref())?;
+    let outcome = verify(
+        &args.image,
+        args.sums.as_deref(),
+        args.manifest.as_deref(),
+        args.cert.as_deref(),
+    )?;
     if args.json {
         print_json(&args.image, &outcome)?;
     } else {
@@ -101,7 +111,12 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 /// Runs every check. `Err` means the check could not be made (usage or I/O); mismatches are in
 /// the returned [`Outcome`].
-pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Result<Outcome> {
+pub fn verify(
+    image: &Path,
+    sums: Option<&Path>,
+    manifest: Option<&Path>,
+    cert: Option<&Path>,
+) -> Result<Outcome> {
     let meta = fs::metadata(image).with_context(|| format!("cannot read {}", image.display()))?;
     if !meta.is_file() {
         bail!("{} is not a regular file", image.display());
@@ -161,14 +176,13 @@ pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Res
 
     // Hashing the whole file and reading the image are independent and each takes about one
     // pass over the file: run them side by side.
+    let certificate = cert.map(signing::load_certificate).transpose()?;
     let (sha256, opened) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| sha256_file(image));
+        // Cannot open: a usage error; cannot read as an image: a mismatch.
         let opened = File::open(image)
             .with_context(|| format!("cannot open {}", image.display()))
-            .map(|file| {
-                let reader = BufReader::with_capacity(1 << 16, file);
-                Image::from_reader(reader, meta.len(), &Limits::DEFAULT)
-            });
+            .map(|_| Image::open(image));
         let sha256 = hashing
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing {} failed", image.display())));
@@ -229,7 +243,7 @@ pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Res
         Err(err) => {
             checks.push(Check {
                 name: "readable",
-                problems: vec![format!("the image cannot be read as SquashFS: {err:#}")],
+                problems: vec![format!("the image cannot be read: {err:#}")],
                 detail: "SquashFS structure".to_string(),
             });
             return Ok(Outcome {
@@ -241,6 +255,12 @@ pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Res
         }
     };
 
+    checks.extend(ddi_checks(
+        image,
+        &image_data,
+        manifest.as_ref(),
+        cert.zip(certificate.as_ref()),
+    )?);
     checks.push(layout_check(&image_data));
     match &manifest {
         Some(manifest) => {
@@ -258,6 +278,132 @@ pub fn verify(image: &Path, sums: Option<&Path>, manifest: Option<&Path>) -> Res
         manifest: manifest_path,
         checks,
     })
+}
+
+/// For a DDI: the hash tree recomputed from the data, the root hash against the manifest, and
+/// the signature against the manifest's certificate fingerprint and, given one, the certificate.
+/// For a SquashFS: only that the manifest does not expect a DDI.
+fn ddi_checks(
+    path: &Path,
+    image: &Image,
+    manifest: Option<&Manifest>,
+    cert: Option<(&Path, &Certificate)>,
+) -> Result<Vec<Check>> {
+    let expected = manifest.and_then(|m| m.ddi.as_ref());
+    let Some(layout) = &image.ddi else {
+        let mut problems = Vec::new();
+        if expected.is_some() {
+            problems.push("the manifest describes a DDI, the image is a bare SquashFS".to_string());
+        }
+        if cert.is_some() {
+            problems.push(
+                "--cert given, but a bare SquashFS image carries no signature to check".to_string(),
+            );
+        }
+        return Ok(vec![Check {
+            name: "format",
+            problems,
+            detail: "SquashFS image".to_string(),
+        }]);
+    };
+
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut tree_problems = Vec::new();
+    let root_hash = match ddi::check_tree(&mut file, layout)? {
+        Ok(hash) => Some(hex(&hash)),
+        Err(problem) => {
+            tree_problems.push(problem);
+            None
+        }
+    };
+    match (expected, &root_hash) {
+        (None, _) if manifest.is_some() => tree_problems
+            .push("the manifest describes a bare SquashFS image, the image is a DDI".to_string()),
+        (Some(record), Some(hash)) if record.root_hash != *hash => tree_problems.push(format!(
+            "root hash {hash} differs from the manifest's {}",
+            record.root_hash
+        )),
+        _ => {}
+    }
+    let tree = Check {
+        name: "dm-verity",
+        problems: tree_problems,
+        detail: format!(
+            "hash tree of {} blocks recomputed from the {} root partition",
+            layout.superblock.data_blocks, layout.arch
+        ),
+    };
+
+    let mut problems = Vec::new();
+    let expected_fingerprint = expected.and_then(|r| r.certificate_fingerprint.as_deref());
+    let detail = match (&layout.signature_json, cert) {
+        (None, _) => {
+            if let Some(fingerprint) = expected_fingerprint {
+                problems.push(format!(
+                    "the image is not signed; its manifest says certificate {fingerprint} signed it"
+                ));
+            }
+            if let Some((path, _)) = cert {
+                problems.push(format!(
+                    "the image is not signed, so no key of {} signed it",
+                    path.display()
+                ));
+            }
+            "unsigned".to_string()
+        }
+        (Some(json), cert) => {
+            if let Some(hash) = &root_hash {
+                if json.root_hash != *hash {
+                    problems.push(format!(
+                        "the signature is for root hash {}, the image's is {hash}",
+                        json.root_hash
+                    ));
+                }
+            }
+            let found = json.certificate_fingerprint.as_deref();
+            if let Some(fingerprint) = expected_fingerprint {
+                if found != Some(fingerprint) {
+                    problems.push(format!(
+                        "signed by certificate {}, the manifest says {fingerprint}",
+                        found.unwrap_or("(none named)")
+                    ));
+                }
+            }
+            match cert {
+                Some((path, certificate)) => {
+                    if found.is_some_and(|f| f != certificate.fingerprint) {
+                        problems.push(format!(
+                            "signed by certificate {}, not by {} ({})",
+                            found.unwrap_or_default(),
+                            path.display(),
+                            certificate.fingerprint
+                        ));
+                    }
+                    match base64::decode(&json.signature) {
+                        Err(err) => problems.push(format!("the signature is not base64: {err}")),
+                        Ok(der) => {
+                            if let Err(why) = signing::verify(&json.root_hash, &der, path)? {
+                                problems.push(why);
+                            }
+                        }
+                    }
+                    format!("signature checked against {}", path.display())
+                }
+                None => format!(
+                    "signed by certificate {}; give --cert to check the signature itself",
+                    found.unwrap_or("(none named)")
+                ),
+            }
+        }
+    };
+    Ok(vec![
+        tree,
+        Check {
+            name: "signature",
+            problems,
+            detail,
+        },
+    ])
 }
 
 fn manifest_kind(kind: ImageKind) -> Option<EntryKind> {

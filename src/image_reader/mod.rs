@@ -39,6 +39,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use backhand::{FilesystemReader, InnerNode, Squashfs, SuperBlock};
 
 use self::backhand_errors::describe;
+use crate::ddi::{self, Ddi};
 use self::content::read_content;
 pub use self::entries::{EntryKind, ImageEntry};
 pub use self::limits::Limits;
@@ -57,21 +58,45 @@ pub struct Image {
     pub root: ImageEntry,
     /// Every other entry, sorted by path in byte order.
     pub entries: Vec<ImageEntry>,
-    /// Where each part of the file lies, sorted by offset, covering the whole file.
+    /// Where each part of the file lies, sorted by offset, covering the whole file (for a DDI:
+    /// the root partition, offsets relative to its start).
     pub regions: Vec<Region>,
+    /// The disk image around the SquashFS, when the file is a DDI.
+    pub ddi: Option<Ddi>,
     fs: FilesystemReader<'static>,
     /// Path -> index into `fs.root.nodes`, for files.
     file_nodes: HashMap<String, usize>,
 }
 
 impl Image {
-    /// Opens the image at `path` with [`Limits::DEFAULT`]. Errors name the file and what is wrong.
+    /// Opens the image at `path` with [`Limits::DEFAULT`]: a bare SquashFS, or a DDI whose root
+    /// partition is read as the SquashFS (its structure is checked; its hash tree is `verify`'s
+    /// job). Errors name the file and what is wrong.
     pub fn open(path: &Path) -> Result<Image> {
-        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut file =
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let len = file
             .metadata()
             .with_context(|| format!("cannot stat {}", path.display()))?
             .len();
+        if ddi::looks_like_ddi(&mut file)
+            .with_context(|| format!("cannot read {}", path.display()))?
+        {
+            let layout = ddi::read(&mut file, len)
+                .with_context(|| format!("{} is not a readable DDI", path.display()))?;
+            let reader = layout.root_reader(file);
+            let mut image = Image::from_reader(reader, layout.root.size(), &Limits::DEFAULT)
+                .with_context(|| {
+                    format!(
+                        "the root partition of {} is not a readable SquashFS image",
+                        path.display()
+                    )
+                })?;
+            image.ddi = Some(layout);
+            return Ok(image);
+        }
+        file.rewind()
+            .with_context(|| format!("cannot read {}", path.display()))?;
         Image::from_reader(
             BufReader::with_capacity(1 << 16, file),
             len,
@@ -106,6 +131,7 @@ impl Image {
             root: listed.root,
             entries: listed.entries,
             regions: checked.regions,
+            ddi: None,
             fs,
             file_nodes: listed.file_nodes,
         })

@@ -1,0 +1,173 @@
+//! `sysext-assembler sign`: adds the root-verity-sig partition to a DDI that `build --format
+//! ddi` wrote, as a step of its own so the key never enters the (Nix) build. The image's hash
+//! tree is checked against its data before anything is signed; the signed image, its manifest
+//! and its SHA256SUMS line replace the unsigned ones atomically.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::commands::build::hash_file;
+use crate::ddi::{self, SignatureJson};
+use crate::manifest::Manifest;
+use crate::output::OutputDir;
+use crate::verity::BLOCK_SIZE;
+use crate::{base64, hex, signing, sums};
+
+const EXAMPLE: &str = "\
+Example:
+  sysext-assembler sign --key release.key --cert release.crt \\
+      out/keepalived-v2.3.4-x86-64.raw
+
+  rewrites out/keepalived-v2.3.4-x86-64.raw with its signature partition, and
+  out/keepalived-v2.3.4-x86-64.manifest.json and the image's line in out/SHA256SUMS.";
+
+/// Sign a DDI's dm-verity root hash, as systemd-sysext checks it.
+///
+/// The signature is PKCS#7 (DER) over the root hash, made by the openssl command with the
+/// private key KEY of the X.509 certificate CERT, stored in a root-verity-sig partition as
+/// systemd-repart stores it. The same image signed with the same RSA key gives the same bytes;
+/// keys whose signatures are randomised (ECDSA) are refused. The manifest (IMAGE with .raw
+/// replaced by .manifest.json) and SHA256SUMS next to the image are rewritten for the signed
+/// bytes. Signing an image already signed with the same key changes nothing; an image signed
+/// with another key is refused (its published bytes would change).
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLE)]
+pub struct Args {
+    /// The unsigned DDI, as `build --format ddi` wrote it.
+    pub image: PathBuf,
+    /// The private key (PEM), RSA.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The key's X.509 certificate (PEM): what nodes put in /etc/verity.d/.
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    for path in sign(args)? {
+        println!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Signs; returns the paths written (none when the image was already signed with this key).
+pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
+    let image = &args.image;
+    let file_name = image
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no UTF-8 file name", image.display()))?
+        .to_string();
+    let Some(stem) = file_name.strip_suffix(".raw") else {
+        bail!("{} does not end in .raw: give an image `build` wrote", image.display());
+    };
+    let dir = match image.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let manifest_path = dir.join(format!("{stem}.manifest.json"));
+    let manifest_text = fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
+            manifest_path.display()
+        )
+    })?;
+    let mut manifest = Manifest::from_json(&manifest_text)
+        .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?;
+
+    let mut file =
+        File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+    let len = file.metadata()?.len();
+    if !ddi::looks_like_ddi(&mut file)? {
+        bail!(
+            "{} is a bare SquashFS image, which has no hash tree to sign: build it with \
+             --format ddi",
+            image.display()
+        );
+    }
+    let layout = ddi::read(&mut file, len)
+        .with_context(|| format!("{} is not a readable DDI", image.display()))?;
+    let root_hash = match ddi::check_tree(&mut file, &layout)? {
+        Ok(hash) => hex(&hash),
+        Err(problem) => bail!("{} is damaged, not signing it: {problem}", image.display()),
+    };
+    let (sha256, _) = hash_file(image)?;
+    let record = manifest.ddi.as_mut().with_context(|| {
+        format!("{} describes a SquashFS image, not a DDI", manifest_path.display())
+    })?;
+    ensure!(
+        manifest.image.sha256 == sha256,
+        "{} is not the image {} describes (sha256 {sha256}, manifest {})",
+        image.display(),
+        manifest_path.display(),
+        manifest.image.sha256
+    );
+    ensure!(
+        record.root_hash == root_hash,
+        "{} has root hash {root_hash}, its manifest says {}",
+        image.display(),
+        record.root_hash
+    );
+
+    let certificate = signing::load_certificate(&args.cert)?;
+    let der = signing::sign(&root_hash, &args.key, &args.cert)?;
+    let signature = SignatureJson {
+        root_hash: root_hash.clone(),
+        certificate_fingerprint: Some(certificate.fingerprint.clone()),
+        signature: base64::encode(&der),
+    };
+    if let Some(existing) = &layout.signature_json {
+        if *existing == signature {
+            eprintln!(
+                "{} is already signed with this key; nothing to do",
+                image.display()
+            );
+            return Ok(Vec::new());
+        }
+        bail!(
+            "{} is already signed (certificate {}): signing it with another key would change a \
+             published image; build and sign a new --version instead",
+            image.display(),
+            existing.certificate_fingerprint.as_deref().unwrap_or("unknown")
+        );
+    }
+
+    let mut out = OutputDir::open(&dir)?;
+    let sums_path = dir.join("SHA256SUMS");
+    let mut all_sums = match fs::read_to_string(&sums_path) {
+        Ok(text) => sums::parse(&text)
+            .with_context(|| format!("cannot update {}: it is malformed", sums_path.display()))?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => sums::Sums::new(),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
+        }
+    };
+    let index = out.stage(&file_name)?;
+    let mut root = layout.root_reader(file.try_clone()?);
+    let written = ddi::write(
+        out.file(index),
+        layout.arch,
+        &mut root,
+        layout.superblock.data_blocks * BLOCK_SIZE,
+        &layout.superblock.salt,
+        layout.superblock.uuid,
+        Some(&signature),
+    )?;
+    let (signed_sha256, signed_sha512) = hash_file(out.temp_path(index))?;
+    manifest.image.size = written.size;
+    manifest.image.sha256 = signed_sha256.clone();
+    manifest.image.sha512 = signed_sha512;
+    if let Some(record) = manifest.ddi.as_mut() {
+        record.certificate_fingerprint = Some(certificate.fingerprint);
+    }
+    out.stage_bytes(
+        manifest_path.file_name().and_then(|n| n.to_str()).unwrap(),
+        manifest.to_json().as_bytes(),
+    )?;
+    sums::merge(&mut all_sums, &file_name, &signed_sha256);
+    out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
+    out.commit()
+}

@@ -1,0 +1,141 @@
+//! Signing a DDI's root hash, and checking such a signature, exactly as systemd does: a
+//! detached PKCS#7 signature (DER) over the root hash written as lowercase hex, without signed
+//! attributes, with the signer's certificate included (`PKCS7_sign` with `PKCS7_DETACHED |
+//! PKCS7_NOATTR | PKCS7_BINARY`, as systemd-repart), verified against the trusted certificate
+//! alone, without chain or expiry checks (`PKCS7_NOINTERN | PKCS7_NOVERIFY`, as systemd's
+//! userspace check against /etc/verity.d).
+//!
+//! The cryptography is the `openssl` command's, the library systemd itself uses, run as a child
+//! process: the key stays a file the release engineer controls (never in the Nix build, never in
+//! this process's memory), and no second implementation of PKCS#7 has to be trusted.
+//! Reproducibility is checked, not assumed: every signature is made twice and must come out
+//! the same, which holds for RSA (PKCS#1 v1.5) and fails for keys whose signatures are
+//! randomised (ECDSA, RSA-PSS).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::hex;
+
+/// A certificate as systemd fingerprints it: SHA-256 of its DER encoding.
+pub struct Certificate {
+    pub der: Vec<u8>,
+    pub fingerprint: String,
+}
+
+fn openssl(args: &[&str], what: &str) -> Result<Vec<u8>> {
+    let output = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::inherit())
+        .output()
+        .map_err(|err| {
+            if err.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "{what} needs the openssl command, which is not installed (Debian: apt \
+                     install openssl)"
+                )
+            } else {
+                anyhow::anyhow!("cannot run openssl to {what}: {err}")
+            }
+        })?;
+    if !output.status.success() {
+        bail!(
+            "openssl could not {what}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(output.stdout)
+}
+
+/// Reads a PEM (or DER) X.509 certificate.
+pub fn load_certificate(path: &Path) -> Result<Certificate> {
+    let path_text = path.to_str().context("the certificate path is not UTF-8")?;
+    fs::metadata(path).with_context(|| format!("cannot read the certificate {}", path.display()))?;
+    let der = openssl(
+        &["x509", "-in", path_text, "-outform", "DER"],
+        &format!(
+            "read {} as an X.509 certificate (PEM, as `openssl req -x509` writes it)",
+            path.display()
+        ),
+    )?;
+    Ok(Certificate {
+        fingerprint: hex(&Sha256::digest(&der)),
+        der,
+    })
+}
+
+/// Signs `root_hash_hex` with `key`, the private key of `cert`; returns the DER signature.
+pub fn sign(root_hash_hex: &str, key: &Path, cert: &Path) -> Result<Vec<u8>> {
+    let work = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let data = work.path().join("roothash");
+    fs::write(&data, root_hash_hex)?;
+    fs::metadata(key).with_context(|| format!("cannot read the key {}", key.display()))?;
+    let paths = [&data, key, cert].map(|p| p.to_str().context("a path is not UTF-8"));
+    let [data, key_text, cert_text] = paths;
+    let (data, key_text, cert_text) = (data?, key_text?, cert_text?);
+    let sign_once = || {
+        openssl(
+            &[
+                "smime", "-sign", "-binary", "-noattr", "-md", "sha256", "-outform", "DER",
+                "-in", data, "-signer", cert_text, "-inkey", key_text,
+            ],
+            &format!(
+                "sign with the key {} and certificate {} (is the key the certificate's?)",
+                key.display(),
+                cert.display()
+            ),
+        )
+    };
+    let first = sign_once()?;
+    let second = sign_once()?;
+    if first != second {
+        bail!(
+            "signing twice with {} gave different signatures, so the signed image would not be \
+             reproducible: use an RSA key (PKCS#1 v1.5 signatures are deterministic; ECDSA and \
+             RSA-PSS signatures are randomised)",
+            key.display()
+        );
+    }
+    Ok(first)
+}
+
+/// Checks `signature` (DER PKCS#7) over `root_hash_hex` against `cert` alone. `Ok(Err(why))`
+/// when it does not verify.
+pub fn verify(
+    root_hash_hex: &str,
+    signature: &[u8],
+    cert: &Path,
+) -> Result<std::result::Result<(), String>> {
+    let work = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let data = work.path().join("roothash");
+    let sig = work.path().join("signature.p7s");
+    fs::write(&data, root_hash_hex)?;
+    fs::write(&sig, signature)?;
+    let [data, sig, cert_text] =
+        [data.as_path(), sig.as_path(), cert].map(|p| p.to_str().unwrap_or_default().to_string());
+    let output = Command::new("openssl")
+        .args([
+            "smime", "-verify", "-binary", "-inform", "DER", "-in", &sig, "-content", &data,
+            "-certfile", &cert_text, "-nointern", "-noverify", "-out", "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run openssl to check the signature (Debian: apt install openssl)")?;
+    if output.status.success() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(format!(
+            "the signature does not verify against {}: {}",
+            cert.display(),
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+        )))
+    }
+}
