@@ -27,7 +27,10 @@ pub fn encode(bytes: &[u8]) -> String {
 pub fn decode(text: &str) -> Result<Vec<u8>> {
     let bytes = text.as_bytes();
     if bytes.len() % 4 != 0 {
-        bail!("base64 text of {} characters (not a multiple of 4)", bytes.len());
+        bail!(
+            "base64 text of {} characters (not a multiple of 4)",
+            bytes.len()
+        );
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
     for (index, quad) in bytes.chunks(4).enumerate() {

@@ -23,9 +23,9 @@ use sha2::{Digest, Sha256};
 
 use crate::compress::named_choices;
 use crate::gpt::{self, Guid, Partition, Table, SECTOR};
+use crate::hex;
 use crate::names::Arch;
 use crate::verity::{self, Superblock, BLOCK_SIZE};
-use crate::hex;
 
 /// What `build` writes: a bare SquashFS (the default, merged by every systemd with sysext) or a
 /// DDI (merged through dm-verity; needs a kernel with dm-verity and, to be refused when
@@ -78,7 +78,11 @@ const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Arm64];
 /// The partition names repart gives: the type's name with the architecture.
 fn partition_names(arch: Arch) -> [String; 3] {
     let root = format!("root-{arch}");
-    [root.clone(), format!("{root}-verity"), format!("{root}-verity-sig")]
+    [
+        root.clone(),
+        format!("{root}-verity"),
+        format!("{root}-verity-sig"),
+    ]
 }
 
 /// The root-verity-sig partition's content (systemd's format): the root hash it signs, the
@@ -114,7 +118,12 @@ pub struct Written {
 /// Writes the unsigned DDI of the file system in `filesystem` (`len` bytes). The verity salt is
 /// the file system's SHA-256 and the superblock UUID is derived from the salt: content, not
 /// chance, as everything else in the image.
-pub fn write_unsigned(out: &mut File, arch: Arch, filesystem: &mut File, len: u64) -> Result<Written> {
+pub fn write_unsigned(
+    out: &mut File,
+    arch: Arch,
+    filesystem: &mut File,
+    len: u64,
+) -> Result<Written> {
     filesystem.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
     let hashed = io::copy(&mut (&mut *filesystem).take(len), &mut hasher)?;
@@ -138,7 +147,9 @@ pub fn write(
 ) -> Result<Written> {
     let root_size = data_len.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
     data.seek(SeekFrom::Start(0))?;
-    let mut padded = data.take(data_len).chain(io::repeat(0).take(root_size - data_len));
+    let mut padded = data
+        .take(data_len)
+        .chain(io::repeat(0).take(root_size - data_len));
     let tree = verity::compute(&mut padded, root_size / BLOCK_SIZE, salt, superblock_uuid)?;
 
     let signature_json = match signature {
@@ -180,10 +191,20 @@ pub fn write(
     let root_uuid = Guid(tree.root_hash[..16].try_into().unwrap());
     let verity_uuid = Guid(tree.root_hash[16..].try_into().unwrap());
     add(types.root, root_uuid, root_size, root_name);
-    add(types.verity, verity_uuid, tree.area.len() as u64, verity_name);
+    add(
+        types.verity,
+        verity_uuid,
+        tree.area.len() as u64,
+        verity_name,
+    );
     if signature_json.is_some() {
         let uuid = derived_guid("root-verity-sig partition", &tree.root_hash);
-        add(types.signature, uuid, SIGNATURE_PARTITION_SIZE, signature_name);
+        add(
+            types.signature,
+            uuid,
+            SIGNATURE_PARTITION_SIZE,
+            signature_name,
+        );
     }
     let last_usable_lba = offset / SECTOR - 1;
     let disk_size = (offset + gpt::BACKUP_SECTORS * SECTOR).div_ceil(ALIGNMENT) * ALIGNMENT;
@@ -202,7 +223,10 @@ pub fn write(
         writer.seek(SeekFrom::Start(table.partitions[0].offset()))?;
         data.seek(SeekFrom::Start(0))?;
         let copied = io::copy(&mut data.take(data_len), &mut writer)?;
-        ensure!(copied == data_len, "the file system shrank while it was copied");
+        ensure!(
+            copied == data_len,
+            "the file system shrank while it was copied"
+        );
         writer.seek(SeekFrom::Start(table.partitions[1].offset()))?;
         writer.write_all(&tree.area)?;
         if let Some(text) = &signature_json {

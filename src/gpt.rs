@@ -142,7 +142,11 @@ fn entry_array(partitions: &[Partition]) -> Result<Vec<u8>> {
         entry[40..48].copy_from_slice(&p.last_lba.to_le_bytes());
         entry[48..56].copy_from_slice(&p.attributes.to_le_bytes());
         let units: Vec<u16> = p.name.encode_utf16().collect();
-        ensure!(units.len() <= NAME_UNITS, "partition name {:?} is too long", p.name);
+        ensure!(
+            units.len() <= NAME_UNITS,
+            "partition name {:?} is too long",
+            p.name
+        );
         for (i, unit) in units.iter().enumerate() {
             entry[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
         }
@@ -225,8 +229,15 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
     let h = read_at(file, lba * SECTOR, SECTOR as usize)?;
     let u32_at = |at: usize| u32::from_le_bytes(h[at..at + 4].try_into().unwrap());
     let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap());
-    ensure!(&h[0..8] == SIGNATURE, "no GPT header (signature \"EFI PART\" missing)");
-    ensure!(u32_at(8) == REVISION, "GPT revision {:#x} (expected 1.0)", u32_at(8));
+    ensure!(
+        &h[0..8] == SIGNATURE,
+        "no GPT header (signature \"EFI PART\" missing)"
+    );
+    ensure!(
+        u32_at(8) == REVISION,
+        "GPT revision {:#x} (expected 1.0)",
+        u32_at(8)
+    );
     ensure!(
         u32_at(12) as usize == HEADER_SIZE,
         "GPT header size {} (expected {HEADER_SIZE})",
@@ -235,7 +246,11 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
     let mut zeroed = h[..HEADER_SIZE].to_vec();
     zeroed[16..20].fill(0);
     ensure!(crc32(&zeroed) == u32_at(16), "GPT header checksum mismatch");
-    ensure!(u64_at(24) == lba, "GPT header at sector {lba} says it is at {}", u64_at(24));
+    ensure!(
+        u64_at(24) == lba,
+        "GPT header at sector {lba} says it is at {}",
+        u64_at(24)
+    );
     let disk_sectors = file_len / SECTOR;
     let (first_usable_lba, last_usable_lba) = (u64_at(40), u64_at(48));
     let entries_lba = u64_at(72);
@@ -256,7 +271,10 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
         "GPT entry array lies beyond the end of the file"
     );
     let entries = read_at(file, entries_lba * SECTOR, ENTRY_COUNT * ENTRY_SIZE)?;
-    ensure!(crc32(&entries) == u32_at(88), "GPT entry array checksum mismatch");
+    ensure!(
+        crc32(&entries) == u32_at(88),
+        "GPT entry array checksum mismatch"
+    );
 
     let mut partitions = Vec::new();
     for (index, e) in entries.chunks(ENTRY_SIZE).enumerate() {
@@ -314,9 +332,8 @@ pub fn read(file: &mut (impl Read + Seek), file_len: u64) -> Result<Table> {
     );
     let primary = read_header(file, 1, file_len).context("the primary GPT is invalid")?;
     let last_lba = file_len / SECTOR - 1;
-    let backup = read_header(file, last_lba, file_len).context(
-        "the backup GPT at the end of the file is invalid (the file may be cut short)",
-    )?;
+    let backup = read_header(file, last_lba, file_len)
+        .context("the backup GPT at the end of the file is invalid (the file may be cut short)")?;
     if backup != primary {
         bail!("the primary and backup GPT differ");
     }
@@ -365,6 +382,9 @@ mod tests {
         let mut bytes = disk.into_inner();
         bytes[2 * SECTOR as usize + 40] ^= 1;
         let err = read(&mut std::io::Cursor::new(bytes), len).unwrap_err();
-        assert!(format!("{err:#}").contains("entry array checksum"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("entry array checksum"),
+            "{err:#}"
+        );
     }
 }

@@ -54,7 +54,8 @@ fn openssl(args: &[&str], what: &str) -> Result<Vec<u8>> {
 /// Reads a PEM (or DER) X.509 certificate.
 pub fn load_certificate(path: &Path) -> Result<Certificate> {
     let path_text = path.to_str().context("the certificate path is not UTF-8")?;
-    fs::metadata(path).with_context(|| format!("cannot read the certificate {}", path.display()))?;
+    fs::metadata(path)
+        .with_context(|| format!("cannot read the certificate {}", path.display()))?;
     let der = openssl(
         &["x509", "-in", path_text, "-outform", "DER"],
         &format!(
@@ -80,8 +81,8 @@ pub fn sign(root_hash_hex: &str, key: &Path, cert: &Path) -> Result<Vec<u8>> {
     let sign_once = || {
         openssl(
             &[
-                "smime", "-sign", "-binary", "-noattr", "-md", "sha256", "-outform", "DER",
-                "-in", data, "-signer", cert_text, "-inkey", key_text,
+                "smime", "-sign", "-binary", "-noattr", "-md", "sha256", "-outform", "DER", "-in",
+                data, "-signer", cert_text, "-inkey", key_text,
             ],
             &format!(
                 "sign with the key {} and certificate {} (is the key the certificate's?)",
@@ -119,8 +120,21 @@ pub fn verify(
         [data.as_path(), sig.as_path(), cert].map(|p| p.to_str().unwrap_or_default().to_string());
     let output = Command::new("openssl")
         .args([
-            "smime", "-verify", "-binary", "-inform", "DER", "-in", &sig, "-content", &data,
-            "-certfile", &cert_text, "-nointern", "-noverify", "-out", "/dev/null",
+            "smime",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            &sig,
+            "-content",
+            &data,
+            "-certfile",
+            &cert_text,
+            "-nointern",
+            "-noverify",
+            "-out",
+            "/dev/null",
         ])
         .stdin(Stdio::null())
         .output()

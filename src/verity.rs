@@ -136,7 +136,12 @@ fn salted_hash(salt: &[u8], block: &[u8]) -> [u8; DIGEST_SIZE] {
 
 /// Computes the tree over `data_blocks` blocks read from `data` (whose length must be exactly
 /// that many blocks).
-pub fn compute(data: &mut impl Read, data_blocks: u64, salt: &[u8], uuid: [u8; 16]) -> Result<HashTree> {
+pub fn compute(
+    data: &mut impl Read,
+    data_blocks: u64,
+    salt: &[u8],
+    uuid: [u8; 16],
+) -> Result<HashTree> {
     if data_blocks == 0 {
         bail!("no data to protect: the file system is empty");
     }

@@ -183,13 +183,17 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     };
     let image_index = out.stage(&image_name)?;
     let (size, ddi) = match args.format {
-        ImageFormat::Squashfs => (image::write_image(&payload, options, out.file(image_index))?, None),
+        ImageFormat::Squashfs => (
+            image::write_image(&payload, options, out.file(image_index))?,
+            None,
+        ),
         ImageFormat::Ddi => {
             let mut filesystem = tempfile::tempfile_in(out.path()).with_context(|| {
                 format!("cannot create a temporary file in {}", out.path().display())
             })?;
             let len = image::write_image(&payload, options, &mut filesystem)?;
-            let written = ddi::write_unsigned(out.file(image_index), args.arch, &mut filesystem, len)?;
+            let written =
+                ddi::write_unsigned(out.file(image_index), args.arch, &mut filesystem, len)?;
             let record = DdiRecord {
                 root_hash: hex(&written.root_hash),
                 salt: hex(&written.salt),

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use backhand::SuperBlock;
 
+use crate::hex;
 use crate::image_reader::{compressor_name, Image, ImageEntry, Region};
 use crate::listing::{mode_string, utc_time};
 
@@ -60,8 +61,10 @@ pub fn compare(a: &Image, a_path: &Path, b: &Image, b_path: &Path) -> Result<Rep
     let entry_lines = entry_differences(a, b);
     let superblock_lines = superblock_differences(&a.superblock, &b.superblock);
     let mut region_lines = Vec::new();
+    let disk_lines = disk_image_differences(a, b);
     let same_entries = entry_lines.is_empty();
-    let identical = a.file_size == b.file_size && files_equal(a_path, b_path, 0..a.file_size)?;
+    let (a_len, b_len) = (file_len(a_path)?, file_len(b_path)?);
+    let identical = a_len == b_len && files_equal(a_path, b_path, 0..a_len)?;
     if same_entries && !identical {
         region_lines = region_differences(a, a_path, b, b_path)?;
     }
@@ -69,6 +72,12 @@ pub fn compare(a: &Image, a_path: &Path, b: &Image, b_path: &Path) -> Result<Rep
     if !entry_lines.is_empty() {
         out.push_str("entries:\n");
         for line in &entry_lines {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    if !disk_lines.is_empty() {
+        out.push_str("disk image (DDI):\n");
+        for line in &disk_lines {
             out.push_str(&format!("  {line}\n"));
         }
     }
@@ -88,7 +97,9 @@ pub fn compare(a: &Image, a_path: &Path, b: &Image, b_path: &Path) -> Result<Rep
         "the images are byte-identical".to_string()
     } else if same_entries {
         format!(
-            "same entries, different bytes: {} superblock field(s) and {} area(s) differ",
+            "same entries, different bytes: {} disk image field(s), {} superblock field(s) and \
+             {} area(s) differ",
+            disk_lines.len(),
             superblock_lines.len(),
             region_lines.len()
         )
@@ -288,15 +299,29 @@ fn flag_names(flags: u16) -> String {
 /// Which named areas differ: present in one file only, at other offsets, or with other bytes.
 fn region_differences(a: &Image, a_path: &Path, b: &Image, b_path: &Path) -> Result<Vec<String>> {
     let mut lines = Vec::new();
+    // Regions are offsets in the SquashFS; in a DDI it starts at the root partition.
+    let shifted = |image: &Image| -> Vec<Region> {
+        let offset = filesystem_offset(image);
+        image
+            .regions
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.range = r.range.start + offset..r.range.end + offset;
+                r
+            })
+            .collect()
+    };
+    let (a_regions, b_regions) = (shifted(a), shifted(b));
     let find = |regions: &[Region], name: &str| regions.iter().find(|r| r.name == name).cloned();
-    let mut names: Vec<&str> = a.regions.iter().map(|r| r.name).collect();
-    for r in &b.regions {
+    let mut names: Vec<&str> = a_regions.iter().map(|r| r.name).collect();
+    for r in &b_regions {
         if !names.contains(&r.name) {
             names.push(r.name);
         }
     }
     for name in names {
-        match (find(&a.regions, name), find(&b.regions, name)) {
+        match (find(&a_regions, name), find(&b_regions, name)) {
             (Some(x), None) => lines.push(format!("{name}: only in a (bytes {:?})", x.range)),
             (None, Some(y)) => lines.push(format!("{name}: only in b (bytes {:?})", y.range)),
             (Some(x), Some(y)) => {
@@ -323,6 +348,72 @@ fn region_differences(a: &Image, a_path: &Path, b: &Image, b_path: &Path) -> Res
         }
     }
     Ok(lines)
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len())
+}
+
+/// Where the SquashFS starts in the file: 0, or the root partition's offset in a DDI.
+fn filesystem_offset(image: &Image) -> u64 {
+    image.ddi.as_ref().map_or(0, |d| d.root.offset())
+}
+
+/// The format, and for DDIs what surrounds the SquashFS: root hash, salt, signature and each
+/// partition's place and identity.
+fn disk_image_differences(a: &Image, b: &Image) -> Vec<String> {
+    let describe = |image: &Image| -> Vec<(String, String)> {
+        let Some(d) = &image.ddi else {
+            return vec![("format".into(), "squashfs".into())];
+        };
+        let mut fields = vec![
+            ("format".into(), "ddi".into()),
+            ("root hash".into(), hex(&d.root_hash_from_uuids())),
+            ("verity salt".into(), hex(&d.superblock.salt)),
+            ("disk GUID".into(), d.table.disk_guid.to_string()),
+            (
+                "signed by".into(),
+                match &d.signature_json {
+                    None => "(unsigned)".into(),
+                    Some(s) => s
+                        .certificate_fingerprint
+                        .clone()
+                        .unwrap_or_else(|| "(certificate not named)".into()),
+                },
+            ),
+        ];
+        for p in &d.table.partitions {
+            fields.push((
+                format!("partition {}", p.name),
+                format!(
+                    "type {}, uuid {}, bytes {}..{}, attributes {:#x}",
+                    p.type_guid,
+                    p.uuid,
+                    p.offset(),
+                    p.offset() + p.size(),
+                    p.attributes
+                ),
+            ));
+        }
+        fields
+    };
+    let (fa, fb) = (describe(a), describe(b));
+    let mut lines = Vec::new();
+    for (key, va) in &fa {
+        match fb.iter().find(|(k, _)| k == key) {
+            Some((_, vb)) if vb != va => lines.push(format!("{key}: {va} -> {vb}")),
+            Some(_) => {}
+            None => lines.push(format!("{key}: only in a ({va})")),
+        }
+    }
+    for (key, vb) in &fb {
+        if !fa.iter().any(|(k, _)| k == key) {
+            lines.push(format!("{key}: only in b ({vb})"));
+        }
+    }
+    lines
 }
 
 fn files_equal(a: &Path, b: &Path, range: std::ops::Range<u64>) -> Result<bool> {

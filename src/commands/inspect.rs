@@ -8,6 +8,8 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::file_hash::sha256_file;
+use crate::gpt::{self, Guid};
+use crate::hex;
 use crate::image_reader::Image;
 use crate::listing::{entry_json, ls_line, utc_time};
 
@@ -22,7 +24,7 @@ use crate::listing::{entry_json, ls_line, utc_time};
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The SquashFS image to read.
+    /// The image to read: a SquashFS, or a DDI (its partitions are listed too).
     image: PathBuf,
     /// Print one JSON document instead of text.
     #[arg(long)]
@@ -73,10 +75,44 @@ pub fn extension_releases(image: &Image) -> Result<Vec<Release>> {
     Ok(found)
 }
 
+/// The DDI around the SquashFS, for both outputs; `None` for a bare SquashFS.
+fn disk_image_json(image: &Image) -> Value {
+    let Some(d) = &image.ddi else {
+        return Value::Null;
+    };
+    json!({
+        "architecture": d.arch.as_str(),
+        "disk_guid": d.table.disk_guid.to_string(),
+        "root_hash": hex(&d.root_hash_from_uuids()),
+        "verity": {
+            "data_blocks": d.superblock.data_blocks,
+            "salt": hex(&d.superblock.salt),
+            "uuid": Guid(d.superblock.uuid).to_string(),
+        },
+        "signature": d.signature_json.as_ref().map(|s| json!({
+            "root_hash": s.root_hash,
+            "certificate_fingerprint": s.certificate_fingerprint,
+        })),
+        "partitions": d.table.partitions.iter().map(|p| json!({
+            "name": p.name,
+            "type": p.type_guid.to_string(),
+            "uuid": p.uuid.to_string(),
+            "offset": p.offset(),
+            "size": p.size(),
+            "attributes": format!("{:#x}", p.attributes),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn to_json(image: &Image, sha256: &str, releases: &[Release]) -> Value {
     let sb = &image.superblock;
     json!({
-        "image": { "size": image.file_size, "sha256": sha256 },
+        "image": {
+            "format": if image.ddi.is_some() { "ddi" } else { "squashfs" },
+            "size": file_size(image),
+            "sha256": sha256,
+        },
+        "ddi": disk_image_json(image),
         "superblock": {
             "compression": image.compression(),
             "block_size": sb.block_size,
@@ -100,9 +136,43 @@ fn to_json(image: &Image, sha256: &str, releases: &[Release]) -> Value {
     })
 }
 
+/// The file's size: a DDI's table says it; a bare SquashFS is the file.
+fn file_size(image: &Image) -> u64 {
+    image
+        .ddi
+        .as_ref()
+        .map_or(image.file_size, |d| d.table.disk_sectors * gpt::SECTOR)
+}
+
 fn print_text(image: &Image, sha256: &str, releases: &[Release]) {
     let sb = &image.superblock;
-    println!("image: {} bytes, sha256 {sha256}", image.file_size);
+    println!("image: {} bytes, sha256 {sha256}", file_size(image));
+    if let Some(d) = &image.ddi {
+        println!(
+            "ddi: {}, root hash {}, {}",
+            d.arch,
+            hex(&d.root_hash_from_uuids()),
+            match &d.signature_json {
+                None => "unsigned".to_string(),
+                Some(s) => format!(
+                    "signed by certificate {}",
+                    s.certificate_fingerprint
+                        .as_deref()
+                        .unwrap_or("(not named)")
+                ),
+            }
+        );
+        for p in &d.table.partitions {
+            println!(
+                "  partition {:<24} bytes {:>10}..{:<10} type {} uuid {}",
+                p.name,
+                p.offset(),
+                p.offset() + p.size(),
+                p.type_guid,
+                p.uuid
+            );
+        }
+    }
     println!(
         "squashfs: {} compression, xz filter {}, block size {}, {} inodes, {} fragments, created {} UTC",
         image.compression(),

@@ -62,7 +62,10 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("{} has no UTF-8 file name", image.display()))?
         .to_string();
     let Some(stem) = file_name.strip_suffix(".raw") else {
-        bail!("{} does not end in .raw: give an image `build` wrote", image.display());
+        bail!(
+            "{} does not end in .raw: give an image `build` wrote",
+            image.display()
+        );
     };
     let dir = match image.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -78,8 +81,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let mut manifest = Manifest::from_json(&manifest_text)
         .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?;
 
-    let mut file =
-        File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+    let mut file = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
     let len = file.metadata()?.len();
     if !ddi::looks_like_ddi(&mut file)? {
         bail!(
@@ -96,7 +98,10 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     };
     let (sha256, _) = hash_file(image)?;
     let record = manifest.ddi.as_mut().with_context(|| {
-        format!("{} describes a SquashFS image, not a DDI", manifest_path.display())
+        format!(
+            "{} describes a SquashFS image, not a DDI",
+            manifest_path.display()
+        )
     })?;
     ensure!(
         manifest.image.sha256 == sha256,
@@ -131,7 +136,10 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
             "{} is already signed (certificate {}): signing it with another key would change a \
              published image; build and sign a new --version instead",
             image.display(),
-            existing.certificate_fingerprint.as_deref().unwrap_or("unknown")
+            existing
+                .certificate_fingerprint
+                .as_deref()
+                .unwrap_or("unknown")
         );
     }
 

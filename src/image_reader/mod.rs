@@ -39,12 +39,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use backhand::{FilesystemReader, InnerNode, Squashfs, SuperBlock};
 
 use self::backhand_errors::describe;
-use crate::ddi::{self, Ddi};
 use self::content::read_content;
 pub use self::entries::{EntryKind, ImageEntry};
 pub use self::limits::Limits;
 pub use self::regions::Region;
 pub use self::superblock::compressor_name;
+use crate::ddi::{self, Ddi};
 
 /// An opened, fully checked image: its superblock, every entry with content hashes, and a
 /// handle to read small files (extension-release) again.
