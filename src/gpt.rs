@@ -327,7 +327,7 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
 /// that they agree: a DDI whose two copies differ would be read differently by different tools.
 pub fn read(file: &mut (impl Read + Seek), file_len: u64) -> Result<Table> {
     ensure!(
-        file_len % SECTOR == 0 && file_len / SECTOR > PRIMARY_SECTORS + BACKUP_SECTORS,
+        file_len.is_multiple_of(SECTOR) && file_len / SECTOR > PRIMARY_SECTORS + BACKUP_SECTORS,
         "{file_len} bytes is not a whole number of 512-byte sectors large enough for a GPT"
     );
     let primary = read_header(file, 1, file_len).context("the primary GPT is invalid")?;

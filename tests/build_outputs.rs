@@ -455,6 +455,23 @@ fn golden_image_hashes_of_a_generated_tree() {
     assert_eq!(actual, expected);
 }
 
+/// Golden hash of the sample payload as a DDI: the SquashFS, its hash tree, the salt and every
+/// UUID derived from content, the GPT around them. A change means every published DDI would
+/// change; update only on purpose.
+#[test]
+fn golden_ddi_hash() {
+    let dir = tempdir();
+    let payload = dir.path().join("payload");
+    materialise(&payload, &sample_payload());
+    let out = dir.path().join("out");
+    let output = build_sample(&out, &payload, &["--format", "ddi"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        sha256_file(&out.join("tool-v1.0-x86-64.raw")),
+        "0feaddd71453ee799ba2988816649989c1777e1d466b65d97dca314dccf81371"
+    );
+}
+
 /// Golden hashes for the xz filters and block sizes: the sample payload plus machine code for
 /// each filter, so the filtered path is taken where it wins and the plain one elsewhere.
 #[test]

@@ -11,13 +11,14 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use crate::ddi::{self, Ddi};
 use crate::extension_release::ExtensionRelease;
 use crate::file_hash::sha256_file;
 use crate::image_reader::{compressor_name, EntryKind as ImageKind, Image, ImageEntry};
 use crate::manifest::{EntryKind, Manifest};
 use crate::names::{extension_release_path, Arch};
 use crate::signing::{self, Certificate};
-use crate::{base64, ddi, hex, payload, sums};
+use crate::{base64, hex, payload, sums};
 
 /// Check a downloaded image against its SHA256SUMS and manifest.
 ///
@@ -238,6 +239,32 @@ pub fn verify(
         });
     }
 
+    // The disk image is checked on its own first: a damaged root partition may well be
+    // unreadable as SquashFS, and the hash tree is what says which blocks changed.
+    let mut file = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+    if ddi::looks_like_ddi(&mut file)? {
+        match ddi::read(&mut file, meta.len()) {
+            Ok(layout) => checks.extend(ddi_checks(
+                &mut file,
+                Some(&layout),
+                manifest.as_ref(),
+                cert.zip(certificate.as_ref()),
+            )?),
+            Err(err) => checks.push(Check {
+                name: "dm-verity",
+                problems: vec![format!("not a readable DDI: {err:#}")],
+                detail: "partition table and hash tree".to_string(),
+            }),
+        }
+    } else {
+        checks.extend(ddi_checks(
+            &mut file,
+            None,
+            manifest.as_ref(),
+            cert.zip(certificate.as_ref()),
+        )?);
+    }
+
     let image_data = match opened {
         Ok(image_data) => image_data,
         Err(err) => {
@@ -255,12 +282,6 @@ pub fn verify(
         }
     };
 
-    checks.extend(ddi_checks(
-        image,
-        &image_data,
-        manifest.as_ref(),
-        cert.zip(certificate.as_ref()),
-    )?);
     checks.push(layout_check(&image_data));
     match &manifest {
         Some(manifest) => {
@@ -284,13 +305,13 @@ pub fn verify(
 /// the signature against the manifest's certificate fingerprint and, given one, the certificate.
 /// For a SquashFS: only that the manifest does not expect a DDI.
 fn ddi_checks(
-    path: &Path,
-    image: &Image,
+    file: &mut File,
+    layout: Option<&Ddi>,
     manifest: Option<&Manifest>,
     cert: Option<(&Path, &Certificate)>,
 ) -> Result<Vec<Check>> {
     let expected = manifest.and_then(|m| m.ddi.as_ref());
-    let Some(layout) = &image.ddi else {
+    let Some(layout) = layout else {
         let mut problems = Vec::new();
         if expected.is_some() {
             problems.push("the manifest describes a DDI, the image is a bare SquashFS".to_string());
@@ -307,9 +328,8 @@ fn ddi_checks(
         }]);
     };
 
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut tree_problems = Vec::new();
-    let root_hash = match ddi::check_tree(&mut file, layout)? {
+    let root_hash = match ddi::check_tree(file, layout)? {
         Ok(hash) => Some(hex(&hash)),
         Err(problem) => {
             tree_problems.push(problem);
@@ -329,7 +349,7 @@ fn ddi_checks(
         name: "dm-verity",
         problems: tree_problems,
         detail: format!(
-            "hash tree of {} blocks recomputed from the {} root partition",
+            "hash tree over {} data blocks recomputed from the {} root partition",
             layout.superblock.data_blocks, layout.arch
         ),
     };
