@@ -299,7 +299,7 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Reads and checks the structure of a DDI (not yet the hash tree: see [`check_tree`]).
-pub fn read(file: &mut File, len: u64) -> Result<Ddi> {
+pub fn read(file: &mut (impl Read + Seek), len: u64) -> Result<Ddi> {
     let table = gpt::read(file, len)?;
     let mut found: Vec<(Arch, usize, &Partition)> = Vec::new();
     for p in &table.partitions {
@@ -371,7 +371,7 @@ pub fn read(file: &mut File, len: u64) -> Result<Ddi> {
     })
 }
 
-fn read_signature(file: &mut File, p: &Partition) -> Result<SignatureJson> {
+fn read_signature(file: &mut (impl Read + Seek), p: &Partition) -> Result<SignatureJson> {
     // systemd refuses signature partitions above 4 MiB; nothing this tool writes comes close.
     ensure!(
         p.size() <= 4 << 20,

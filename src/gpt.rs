@@ -263,8 +263,8 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
         first_usable_lba >= PRIMARY_SECTORS
             && last_usable_lba >= first_usable_lba
             && last_usable_lba + BACKUP_SECTORS < disk_sectors,
-        "GPT usable range {first_usable_lba}..={last_usable_lba} does not fit a disk of \
-         {disk_sectors} sectors"
+        "GPT usable range {first_usable_lba}..={last_usable_lba} does not fit the file's \
+         {disk_sectors} sectors (the file may be cut short)"
     );
     ensure!(
         entries_lba + ENTRY_SECTORS <= disk_sectors,

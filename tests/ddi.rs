@@ -408,3 +408,77 @@ fn inspect_and_diff_show_the_disk_image() {
     );
     assert!(!text.contains("entries:"), "{text}");
 }
+
+/// Damaged DDIs end in a message naming the problem and exit status 2 (inspect) or 1 (verify),
+/// never a panic or a listing of the wrong bytes.
+#[test]
+fn damaged_tables_and_signature_partitions_are_named() {
+    let tmp = tempdir();
+    let keys = tmp.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (key, cert) = rsa_key(&keys, "release");
+    let built = build_ddi(tmp.path());
+    expect_status(&sign(&built.image, &key, &cert), 0);
+    let pristine = fs::read(&built.image).unwrap();
+    let parts = sfdisk_partitions(&built.image);
+
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "cut short",
+            pristine[..pristine.len() - 8192].to_vec(),
+            "the file may be cut short",
+        ),
+        (
+            "header checksum",
+            {
+                let mut b = pristine.clone();
+                b[512 + 40] ^= 1;
+                b
+            },
+            "GPT header checksum mismatch",
+        ),
+        (
+            "signature garbage",
+            {
+                let mut b = pristine.clone();
+                let at = (parts[2].1 * 512) as usize;
+                b[at] = b'#';
+                b
+            },
+            "does not hold systemd's signature JSON",
+        ),
+        (
+            "verity superblock",
+            {
+                let mut b = pristine.clone();
+                let at = (parts[1].1 * 512) as usize;
+                b[at] = b'X';
+                b
+            },
+            "no verity superblock",
+        ),
+    ];
+    for (what, bytes, needle) in cases {
+        let path = tmp.path().join("damaged.raw");
+        fs::write(&path, &bytes).unwrap();
+        let inspect = run(&["inspect".as_ref(), path.as_os_str()]);
+        expect_status(&inspect, 2);
+        assert!(
+            stderr(&inspect).contains(needle),
+            "{what}: {}",
+            stderr(&inspect)
+        );
+        let verify = run(&[
+            "verify".as_ref(),
+            "--manifest".as_ref(),
+            built.manifest.as_os_str(),
+            path.as_os_str(),
+        ]);
+        expect_status(&verify, 1);
+        assert!(
+            stdout(&verify).contains(needle),
+            "{what}: {}",
+            stdout(&verify)
+        );
+    }
+}
