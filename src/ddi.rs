@@ -39,15 +39,16 @@ pub enum ImageFormat {
 
 named_choices!(ImageFormat, "image format", Squashfs => "squashfs", Ddi => "ddi");
 
-/// Where the first partition starts: 1 MiB, as systemd-repart and every partitioning tool
-/// align it.
-const FIRST_PARTITION_OFFSET: u64 = 1 << 20;
+/// Where the first partition starts: the first 4 KiB boundary after the primary table (sector
+/// 40), where systemd-repart 257 puts it.
+const FIRST_PARTITION_OFFSET: u64 = (gpt::PRIMARY_SECTORS * SECTOR).div_ceil(ALIGNMENT) * ALIGNMENT;
 /// Partitions start and end on 4 KiB boundaries (the verity block size, and repart's grain).
 const ALIGNMENT: u64 = 4096;
 /// Size of the signature partition: repart's fixed size for it. The JSON, a 2048-bit RSA
 /// signature and its certificate take about 2.5 KiB.
 const SIGNATURE_PARTITION_SIZE: u64 = 16 * 1024;
-/// GPT attribute bit 60: read-only, as repart marks verity-protected partitions.
+/// GPT attribute bit 60: read-only, which repart sets on the root and root-verity partitions
+/// (not on the signature partition, which it leaves without attributes).
 const READ_ONLY: u64 = 1 << 60;
 
 /// The three partition types of one architecture (UAPI.2).
@@ -176,7 +177,7 @@ pub fn write(
     let [root_name, verity_name, signature_name] = partition_names(arch);
     let mut partitions = Vec::new();
     let mut offset = FIRST_PARTITION_OFFSET;
-    let mut add = |type_guid: &str, uuid: Guid, size: u64, name: String| {
+    let mut add = |type_guid: &str, uuid: Guid, size: u64, attributes: u64, name: String| {
         let first_lba = offset / SECTOR;
         offset += size.div_ceil(ALIGNMENT) * ALIGNMENT;
         partitions.push(Partition {
@@ -184,17 +185,19 @@ pub fn write(
             uuid,
             first_lba,
             last_lba: offset / SECTOR - 1,
-            attributes: READ_ONLY,
+            attributes,
             name,
         });
     };
     let root_uuid = Guid(tree.root_hash[..16].try_into().unwrap());
     let verity_uuid = Guid(tree.root_hash[16..].try_into().unwrap());
-    add(types.root, root_uuid, root_size, root_name);
+    add(types.root, root_uuid, root_size, READ_ONLY, root_name);
+    let verity_size = tree.area.len() as u64;
     add(
         types.verity,
         verity_uuid,
-        tree.area.len() as u64,
+        verity_size,
+        READ_ONLY,
         verity_name,
     );
     if signature_json.is_some() {
@@ -203,16 +206,18 @@ pub fn write(
             types.signature,
             uuid,
             SIGNATURE_PARTITION_SIZE,
+            0,
             signature_name,
         );
     }
-    let last_usable_lba = offset / SECTOR - 1;
+    // The backup table follows the last partition, the file rounded up to 4 KiB; everything up
+    // to the backup table is usable, as repart leaves it.
     let disk_size = (offset + gpt::BACKUP_SECTORS * SECTOR).div_ceil(ALIGNMENT) * ALIGNMENT;
     let table = Table {
         disk_guid: derived_guid("disk", &tree.root_hash),
         disk_sectors: disk_size / SECTOR,
-        first_usable_lba: FIRST_PARTITION_OFFSET / SECTOR,
-        last_usable_lba,
+        first_usable_lba: gpt::PRIMARY_SECTORS,
+        last_usable_lba: disk_size / SECTOR - gpt::BACKUP_SECTORS - 1,
         partitions,
     };
 

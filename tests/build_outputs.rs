@@ -468,7 +468,7 @@ fn golden_ddi_hash() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         sha256_file(&out.join("tool-v1.0-x86-64.raw")),
-        "0feaddd71453ee799ba2988816649989c1777e1d466b65d97dca314dccf81371"
+        "d0ac3a84634730f842bde43f4e5d043fd56bf909ca36f48899d879065e0d8ea7"
     );
 }
 
