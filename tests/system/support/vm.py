@@ -14,7 +14,8 @@ API (stable; test modules use it):
   systemd-dissect, veritysetup, mkfs.erofs, ...) on the host, in the read-only tree with DIR bound at /mnt,
   and returns the CompletedProcess (a Failure on a non-zero exit).
 - fixture `vm` (function scope): a `VM` whose `boot(files=None, script="", timeout=600, cmdline="")`
-  boots the machine once and returns a `BootResult`.
+  boots the machine once and returns a `BootResult`. A module or session fixture that boots once for
+  several tests makes its own: `VM(vm_image, tmp_path_factory.mktemp("vm")).boot(...)`.
   `files` maps guest paths to bytes (the content, mode 0644) or a host path (str or os.PathLike: a regular
   file, copied with its mode); they are
   in the guest's root before its PID 1 starts, so what systemd reads at boot (unit drop-ins under
@@ -65,6 +66,7 @@ import pytest
 
 from support import roots
 from support.common import CACHE, PREFIX, Failure, expect, run
+from support.session import require
 
 SUITE = "trixie"
 PACKAGES = ("linux-image-amd64", "initramfs-tools", "systemd", "systemd-sysv", "udev", "dbus", "kmod",
@@ -316,8 +318,7 @@ def _tail(path, chars=6000):
 
 @pytest.fixture(scope="session")
 def vm_image():
-    for tool in ("qemu-system-x86_64", "mkfs.ext4", "debootstrap", "systemd-nspawn"):
-        expect(shutil.which(tool), f"{tool} missing (.ci/run's apt line installs it)")
+    require("qemu-system-x86_64", "mkfs.ext4", "debootstrap", "unshare")
     return build_vm_image()
 
 
