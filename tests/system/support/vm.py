@@ -269,7 +269,7 @@ class VM:
         job, result, console = (os.path.join(d, n) for n in ("job.tar", "result.img", "console.log"))
         _job_tar(job, files, script)
         with open(result, "wb") as f:
-            f.truncate(64 << 20)
+            f.truncate(256 << 20)
         cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", str(MEMORY_MB), "-smp", "2",
                "-nodefaults", "-no-user-config", "-display", "none", "-nic", "none", "-no-reboot",
                "-kernel", self.image.kernel, "-initrd", self.image.initrd,
