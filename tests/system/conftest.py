@@ -9,7 +9,7 @@ sys.dont_write_bytecode = True
 
 pytest_plugins = ["support.builds", "support.session", "support.fake_root", "support.lab",
                   "support.host_container", "support.roots", "support.containers", "support.feed",
-                  "support.results", "support.ignition"]
+                  "support.results", "support.ignition", "support.vm"]
 
 
 def pytest_configure(config):

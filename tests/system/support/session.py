@@ -31,7 +31,8 @@ WORK = os.path.join("/var/tmp", RUN_ID)
 # Every tool a test of this suite calls; test_tools.py checks them all at once, so a machine missing
 # several learns it in one run.
 REQUIRED_TOOLS = ["ip", "unshare", "nsenter", "setpriv", "systemd-sysext", "systemd-analyze", "systemd-nspawn",
-                  "readelf", "qemu-aarch64-static", "unsquashfs", "mount", "umount"]
+                  "readelf", "qemu-aarch64-static", "unsquashfs", "mount", "umount", "qemu-system-x86_64",
+                  "mkfs.ext4", "sfdisk", "mksquashfs", "openssl", "debootstrap"]
 
 _results = {}
 _notes = []
