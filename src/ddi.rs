@@ -39,9 +39,13 @@ pub enum ImageFormat {
 
 named_choices!(ImageFormat, "image format", Squashfs => "squashfs", Ddi => "ddi");
 
-/// Where the first partition starts: the first 4 KiB boundary after the primary table (sector
-/// 40), where systemd-repart 257 puts it.
-const FIRST_PARTITION_OFFSET: u64 = (gpt::PRIMARY_SECTORS * SECTOR).div_ceil(ALIGNMENT) * ALIGNMENT;
+/// Where the first partition starts, as libfdisk decides it for systemd-repart: at 1 MiB (the
+/// first usable sector then also 2048), except on disks of at most 4 MiB, where it starts at the
+/// first 4 KiB boundary after the primary table (sector 40, the first usable sector 34). The
+/// keepalived images are below 4 MiB; large payloads get the 1 MiB layout, as with repart.
+const MIB_ALIGNED_START: u64 = 1 << 20;
+const SMALL_DISK_START: u64 = (gpt::PRIMARY_SECTORS * SECTOR).div_ceil(ALIGNMENT) * ALIGNMENT;
+const SMALL_DISK_MAX: u64 = 4 * MIB_ALIGNED_START;
 /// Partitions start and end on 4 KiB boundaries (the verity block size, and repart's grain).
 const ALIGNMENT: u64 = 4096;
 /// Size of the signature partition: repart's fixed size for it. The JSON, a 2048-bit RSA
@@ -175,9 +179,46 @@ pub fn write(
 
     let types = partition_types(arch);
     let [root_name, verity_name, signature_name] = partition_names(arch);
+    let root_uuid = Guid(tree.root_hash[..16].try_into().unwrap());
+    let verity_uuid = Guid(tree.root_hash[16..].try_into().unwrap());
+    let mut specs = vec![
+        (types.root, root_uuid, root_size, READ_ONLY, root_name),
+        (
+            types.verity,
+            verity_uuid,
+            tree.area.len() as u64,
+            READ_ONLY,
+            verity_name,
+        ),
+    ];
+    if signature_json.is_some() {
+        let uuid = derived_guid("root-verity-sig partition", &tree.root_hash);
+        specs.push((
+            types.signature,
+            uuid,
+            SIGNATURE_PARTITION_SIZE,
+            0,
+            signature_name,
+        ));
+    }
+    let partitions_size: u64 = specs
+        .iter()
+        .map(|(_, _, size, _, _)| size.div_ceil(ALIGNMENT) * ALIGNMENT)
+        .sum();
+    // The backup table follows the last partition, the file rounded up to 4 KiB; everything up
+    // to the backup table is usable, as repart leaves it.
+    let disk_size_from = |start: u64| {
+        (start + partitions_size + gpt::BACKUP_SECTORS * SECTOR).div_ceil(ALIGNMENT) * ALIGNMENT
+    };
+    let (first_usable_lba, start) = if disk_size_from(SMALL_DISK_START) <= SMALL_DISK_MAX {
+        (gpt::PRIMARY_SECTORS, SMALL_DISK_START)
+    } else {
+        (MIB_ALIGNED_START / SECTOR, MIB_ALIGNED_START)
+    };
+    let disk_size = disk_size_from(start);
+    let mut offset = start;
     let mut partitions = Vec::new();
-    let mut offset = FIRST_PARTITION_OFFSET;
-    let mut add = |type_guid: &str, uuid: Guid, size: u64, attributes: u64, name: String| {
+    for (type_guid, uuid, size, attributes, name) in specs {
         let first_lba = offset / SECTOR;
         offset += size.div_ceil(ALIGNMENT) * ALIGNMENT;
         partitions.push(Partition {
@@ -188,35 +229,11 @@ pub fn write(
             attributes,
             name,
         });
-    };
-    let root_uuid = Guid(tree.root_hash[..16].try_into().unwrap());
-    let verity_uuid = Guid(tree.root_hash[16..].try_into().unwrap());
-    add(types.root, root_uuid, root_size, READ_ONLY, root_name);
-    let verity_size = tree.area.len() as u64;
-    add(
-        types.verity,
-        verity_uuid,
-        verity_size,
-        READ_ONLY,
-        verity_name,
-    );
-    if signature_json.is_some() {
-        let uuid = derived_guid("root-verity-sig partition", &tree.root_hash);
-        add(
-            types.signature,
-            uuid,
-            SIGNATURE_PARTITION_SIZE,
-            0,
-            signature_name,
-        );
     }
-    // The backup table follows the last partition, the file rounded up to 4 KiB; everything up
-    // to the backup table is usable, as repart leaves it.
-    let disk_size = (offset + gpt::BACKUP_SECTORS * SECTOR).div_ceil(ALIGNMENT) * ALIGNMENT;
     let table = Table {
         disk_guid: derived_guid("disk", &tree.root_hash),
         disk_sectors: disk_size / SECTOR,
-        first_usable_lba: gpt::PRIMARY_SECTORS,
+        first_usable_lba,
         last_usable_lba: disk_size / SECTOR - gpt::BACKUP_SECTORS - 1,
         partitions,
     };
