@@ -3,7 +3,10 @@ Ignition 2.14. ignition-validate accepts it and rejects corrupted copies; Igniti
 root, downloading the image from an HTTP feed on 127.0.0.1 and checking its sha512, and the root then holds
 exactly what the Butane config says; a tampered image makes Ignition fail and leaves no image behind. Then
 Boot: a root provisioned that way (Debian trixie with systemd 257, sid with 262) boots with the image merged,
-keepalived running and the sysupdate timer, drop-in and transfer file in effect."""
+keepalived running and the sysupdate timer, drop-in and transfer file in effect. Signed images: Ignition installs
+the verity certificates and the systemd-sysext.service drop-in with the image policy, each certificate verifies
+exactly its own key's PKCS#7 signature, and a booted root refuses the plain image under the default policy (and
+with it every extension of the merge) and merges it under a policy that allows unprotected roots."""
 
 import base64
 import json
@@ -350,6 +353,12 @@ def verity_keys(tmp_path_factory):
         key, cert = str(d / f"{n}.key"), str(d / f"{n}.crt")
         run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
              "-days", "3650", "-subj", f"/CN=keepalived-sysext test {n} key"])
+        if n == "old":
+            # As `openssl x509 -text` writes it: a dump before the PEM block; the node gets the PEM alone.
+            dump = run(["openssl", "x509", "-in", cert, "-text"]).stdout
+            expect(not dump.startswith("-----BEGIN"), "openssl x509 -text wrote no dump")
+            with open(cert, "w") as f:
+                f.write(dump)
         keys.append((key, cert))
     return keys
 
