@@ -31,6 +31,9 @@ pub const IMPORT_PUBRING: &str = "/etc/systemd/import-pubring.gpg";
 pub const VERITY_D: &str = "/etc/verity.d";
 /// The drop-in that gives systemd-sysext.service its image policy.
 pub const IMAGE_POLICY_DROPIN: &str = "image-policy.conf";
+/// Where systemd-sysext 259 and later read their image policy for every run, by hand or through
+/// the unit or Varlink ([SysExt] ImagePolicy=, sysext.conf(5)); 257 and 258 ignore the file.
+pub const SYSEXT_CONF_DROPIN: &str = "/etc/systemd/sysext.conf.d/image-policy.conf";
 /// Flatcar's workaround: plain `systemd-sysupdate` (the service's ExecStart) fails without any
 /// transfer in /etc/sysupdate.d; this one never matches anything.
 pub const NOOP_TRANSFER: &str = "[Source]\nType=regular-file\nPath=/\nMatchPattern=invalid@v.raw\n[Target]\nType=regular-file\nPath=/\n";
@@ -206,6 +209,18 @@ pub fn describe(
                 contents: Contents::Text(cert.pem.clone()),
             });
         }
+    }
+    if let Some(trust) = trust {
+        files.push(File {
+            path: SYSEXT_CONF_DROPIN.into(),
+            mode: 0o644,
+            mode_note: None,
+            comment: Some(
+                "systemd 259 and later apply this policy to every systemd-sysext run, also by hand; \
+                 older ones only to the service (its drop-in below).",
+            ),
+            contents: Contents::Text(format!("[SysExt]\nImagePolicy={}\n", trust.policy)),
+        });
     }
     if let Some(config) = config {
         files.push(File {

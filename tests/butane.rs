@@ -361,7 +361,14 @@ fn verity_certificates_and_the_image_policy() {
             "the policy's reach is not said: {err}"
         );
         let files = bu["storage"]["files"].as_array().unwrap();
-        assert_eq!(files.len(), 3 + certs.len());
+        assert_eq!(files.len(), 4 + certs.len());
+        // systemd 259 and later read the policy from sysext.conf.d for every run of systemd-sysext.
+        let conf = file(&bu, "/etc/systemd/sysext.conf.d/image-policy.conf");
+        assert_eq!(conf["mode"], 0o644);
+        assert_eq!(
+            conf["contents"]["inline"],
+            format!("[SysExt]\nImagePolicy={policy}\n")
+        );
         for pem in &certs {
             let f = file(&bu, &path_of(pem));
             assert_eq!(f["mode"], 0o644);

@@ -419,6 +419,10 @@ def test_ignition_installs_the_verity_certificates_and_the_image_policy(ignition
         lines = f.read().splitlines()
     assert lines[1:] == ["[Service]", "ExecStart=", f"ExecStart=systemd-sysext refresh --image-policy={STRICT}",
                          "ExecReload=", f"ExecReload=systemd-sysext refresh --image-policy={STRICT}"], lines
+    conf = "etc/systemd/sysext.conf.d/image-policy.conf"
+    assert stat.S_IMODE(os.lstat(os.path.join(root, conf)).st_mode) == 0o644
+    with open(os.path.join(root, conf)) as f:
+        assert f.read() == f"[SysExt]\nImagePolicy={STRICT}\n"
 
     # What systemd does with a root hash signature (PKCS#7, detached, no attributes, over the hex root hash;
     # checked with PKCS7_NOINTERN|PKCS7_NOVERIFY), done by openssl with each installed certificate: it
@@ -446,6 +450,7 @@ def test_ignition_installs_the_verity_certificates_and_the_image_policy(ignition
         "etc/systemd/system-preset/20-ignition.preset",
         "etc/systemd/system/systemd-sysupdate.service.d/keepalived.conf",
         dropin,
+        conf,
         *certs,
         f"opt/extensions/keepalived/{os.path.basename(release['image'])}",
     ])
@@ -508,6 +513,16 @@ def test_the_image_policy_decides_whether_a_plain_image_merges(ignition_tools, a
     assert re.search(r"^/\S+/keepalived\S*\.raw: Image does not match image policy\.$", journal, re.M), journal
     assert not merged and not dir_merged, "a refused image must stop the whole merge"
     _assert_policy_in_unit(node, policy)
+    # By hand: systemd 259 and later take the policy from sysext.conf.d and refuse too; 257 has only the
+    # command line, so a bare `systemd-sysext refresh` merges the unsigned image.
+    by_hand = node.run("systemd-sysext", "refresh", check=False)
+    if root.systemd_major >= 259:
+        assert by_hand.returncode != 0 and "Image does not match image policy" in by_hand.stderr, by_hand.stderr
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode != 0
+    else:
+        assert by_hand.returncode == 0, by_hand.stderr
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0
+        node.run("systemd-sysext", "unmerge")
     # Without the refused image, the directory extension merges under the same strict policy: the policy
     # covers disk images only.
     node.run("rm", "/etc/extensions/keepalived.raw")
