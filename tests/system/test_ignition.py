@@ -6,7 +6,8 @@ Boot: a root provisioned that way (Debian trixie with systemd 257, sid with 262)
 keepalived running and the sysupdate timer, drop-in and transfer file in effect. Signed images: Ignition installs
 the verity certificates and the systemd-sysext.service drop-in with the image policy, each certificate verifies
 exactly its own key's PKCS#7 signature, and a booted root refuses the plain image under the default policy (and
-with it every extension of the merge) and merges it under a policy that allows unprotected roots."""
+with it every extension of the merge) and merges it under a policy that allows unprotected roots; a policy
+tightened at run time refuses the next refresh but leaves the current merge until reboot."""
 
 import base64
 import json
@@ -507,6 +508,18 @@ def test_the_image_policy_decides_whether_a_plain_image_merges(ignition_tools, a
         # A reload runs the drop-in's refresh, with the policy, and merges again.
         node.run("systemctl", "reload", "systemd-sysext.service")
         assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0
+        # The policy is checked when images are merged, not after: tightened at run time, a reload (refresh)
+        # is refused and leaves the current merge in place; the next boot merges nothing.
+        node.sh("sed -i 's/=" + LENIENT + "/=" + STRICT + "/' "
+                "/etc/systemd/system/systemd-sysext.service.d/image-policy.conf "
+                "/etc/systemd/sysext.conf.d/image-policy.conf && systemctl daemon-reload")
+        _assert_policy_in_unit(node, STRICT)
+        assert node.run("systemctl", "reload", "systemd-sysext.service", check=False).returncode != 0
+        assert "Image does not match image policy" in node.journal("systemd-sysext.service")
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0, "the merge was undone"
+        node.reboot(timeout=300)
+        assert node.run("systemctl", "is-active", "systemd-sysext.service", check=False).stdout.strip() == "failed"
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode != 0
         return
     assert state == "failed", (state, journal)
     # "/etc/extensions/keepalived.raw: Image does not match image policy." (257), the link's target (262).
