@@ -36,10 +36,11 @@ use crate::verity::{validate_policy, Certificate, DEFAULT_POLICY};
 /// is created so a reboot manager (kured, FLUO) can reboot the node at a safe time.
 ///
 /// With --verity-certificate, the node trusts images signed by that certificate's key
-/// (dm-verity root hash signature): the certificate goes to /etc/verity.d/, and a drop-in makes
-/// systemd-sysext.service merge only with --image-policy (default
-/// root=signed+absent:usr=signed+absent, which refuses unsigned and plain SquashFS images). The
-/// policy holds for every extension on the node, not only this one.
+/// (dm-verity root hash signature): the certificate goes to /etc/verity.d/, and
+/// systemd-sysext.service (from systemd 259 on, every systemd-sysext run, through
+/// /etc/systemd/sysext.conf.d/) merges only what --image-policy allows; the default,
+/// root=signed+absent:usr=signed+absent, refuses unsigned and plain SquashFS images. The policy
+/// holds for every extension on the node, not only this one.
 ///
 /// Transpile the Butane output with `butane --strict`, or write the Ignition config directly
 /// with --ignition (spec 3.3.0, the same content).
@@ -70,8 +71,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     verity_certificate: Vec<PathBuf>,
     /// The image policy systemd-sysext.service merges every extension with (syntax:
-    /// systemd.image-policy(7), as systemd 257 reads it). Needs --verity-certificate; without it
-    /// the policy is root=signed+absent:usr=signed+absent.
+    /// systemd.image-policy(7), as systemd 257 reads it). Needs --verity-certificate, which
+    /// alone sets root=signed+absent:usr=signed+absent.
     #[arg(
         long,
         value_name = "POLICY",
