@@ -18,7 +18,7 @@ pub mod provisioning;
 pub mod published;
 pub mod sums;
 pub mod sysupdate;
-pub mod verity;
+pub mod trust;
 
 /// Lowercase hex, as in SHA256SUMS and the manifest.
 pub fn hex(bytes: &[u8]) -> String {

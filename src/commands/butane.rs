@@ -24,7 +24,7 @@ use crate::manifest::Manifest;
 use crate::provisioning::{
     base64_data_url, describe, Contents, Node, Trust, TrustedCertificate, IMPORT_PUBRING,
 };
-use crate::verity::{validate_policy, Certificate, DEFAULT_POLICY};
+use crate::trust::{validate_policy, Certificate, DEFAULT_POLICY};
 
 /// Write a Butane or Ignition config that deploys an image and keeps it updated.
 ///
