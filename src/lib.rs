@@ -22,6 +22,7 @@ pub mod published;
 pub mod signing;
 pub mod sums;
 pub mod sysupdate;
+pub mod trust;
 pub mod verity;
 
 /// Lowercase hex, as in SHA256SUMS and the manifest.

@@ -8,7 +8,9 @@
 //! installs the same sysupdate transfer file `build --update-url` writes, and enables the
 //! systemd-sysupdate timer with the drop-in that updates this component (the pattern of
 //! Flatcar's sysext-bakery). Optionally it places keepalived.conf readable by root only and the
-//! feed's public key that the transfer's `Verify=yes` checks SHA256SUMS.gpg against.
+//! feed's public key that the transfer's `Verify=yes` checks SHA256SUMS.gpg against, and, for
+//! signed images, the certificates systemd verifies their dm-verity signatures with and the image
+//! policy that makes systemd-sysext.service refuse what no trusted key signed.
 
 use anyhow::{bail, Result};
 
@@ -23,6 +25,15 @@ pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
 /// /etc/systemd/import-pubring.pgp and trusts /usr/lib/systemd/import-pubring.pgp besides
 /// (tests/system/test_sysupdate.py, test_keyring).
 pub const IMPORT_PUBRING: &str = "/etc/systemd/import-pubring.gpg";
+/// Where systemd (250 and later) looks for certificates to verify dm-verity root hash signatures
+/// in userspace, besides /run/verity.d and /usr/lib/verity.d (`validate_signature_userspace` in
+/// src/shared/dissect-image.c): files named `*.crt`, PEM.
+pub const VERITY_D: &str = "/etc/verity.d";
+/// The drop-in that gives systemd-sysext.service its image policy.
+pub const IMAGE_POLICY_DROPIN: &str = "image-policy.conf";
+/// Where systemd-sysext 259 and later read their image policy for every run, by hand or through
+/// the unit or Varlink ([SysExt] ImagePolicy=, sysext.conf(5)); 257 and 258 ignore the file.
+pub const SYSEXT_CONF_DROPIN: &str = "/etc/systemd/sysext.conf.d/image-policy.conf";
 /// Flatcar's workaround: plain `systemd-sysupdate` (the service's ExecStart) fails without any
 /// transfer in /etc/sysupdate.d; this one never matches anything.
 pub const NOOP_TRANSFER: &str = "[Source]\nType=regular-file\nPath=/\nMatchPattern=invalid@v.raw\n[Target]\nType=regular-file\nPath=/\n";
@@ -95,6 +106,34 @@ pub struct Dropin {
     pub contents: String,
 }
 
+/// What a node trusts signed images by: certificates (checked by [`crate::verity`]) and the image
+/// policy systemd-sysext.service merges with.
+pub struct Trust {
+    pub certificates: Vec<TrustedCertificate>,
+    pub policy: String,
+}
+
+pub struct TrustedCertificate {
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub fingerprint: String,
+    pub pem: String,
+}
+
+/// The systemd-sysext.service drop-in that merges with `policy`. systemd-sysext 257 reads its
+/// image policy from `--image-policy=` only (sysext.conf's ImagePolicy= came in 259), so the
+/// drop-in replaces the unit's commands with the same ones plus the policy; upstream's unit
+/// refreshes on reload too, which must not bypass the policy either.
+pub fn image_policy_dropin(policy: &str) -> String {
+    format!(
+        "# The image policy applies to every extension systemd-sysext.service merges.\n\
+         [Service]\n\
+         ExecStart=\n\
+         ExecStart=systemd-sysext refresh --image-policy={policy}\n\
+         ExecReload=\n\
+         ExecReload=systemd-sysext refresh --image-policy={policy}\n"
+    )
+}
+
 /// Checks that the manifest names a deployable image and returns (name, image file name).
 fn deployable(manifest: &Manifest) -> Result<(String, String)> {
     validate_name(&manifest.name)?;
@@ -118,13 +157,14 @@ fn deployable(manifest: &Manifest) -> Result<(String, String)> {
     Ok((manifest.name.clone(), file))
 }
 
-/// The node for the image of `manifest` fed from `update_url`, with keepalived's `config` and
-/// the feed's public `key` when given.
+/// The node for the image of `manifest` fed from `update_url`, with keepalived's `config`, the
+/// feed's public `key` and the `trust` for signed images when given.
 pub fn describe(
     manifest: &Manifest,
     update_url: &str,
     config: Option<&str>,
     key: Option<&[u8]>,
+    trust: Option<&Trust>,
 ) -> Result<Node> {
     validate_update_url(update_url)?;
     let (name, image_file) = deployable(manifest)?;
@@ -156,6 +196,32 @@ pub fn describe(
     if let Some(key) = key {
         files.push(File::plain(IMPORT_PUBRING, Contents::Binary(key.to_vec())));
     }
+    if let Some(trust) = trust {
+        for cert in &trust.certificates {
+            files.push(File {
+                path: format!("{VERITY_D}/{name}-{}.crt", &cert.fingerprint[..16]),
+                mode: 0o644,
+                mode_note: None,
+                comment: Some(
+                    "systemd verifies dm-verity signatures against every *.crt here; the name \
+                     holds the start of the certificate's SHA-256 fingerprint.",
+                ),
+                contents: Contents::Text(cert.pem.clone()),
+            });
+        }
+    }
+    if let Some(trust) = trust {
+        files.push(File {
+            path: SYSEXT_CONF_DROPIN.into(),
+            mode: 0o644,
+            mode_note: None,
+            comment: Some(
+                "systemd 259 and later apply this policy to every systemd-sysext run, also by hand; \
+                 older ones only to the service (its drop-in below).",
+            ),
+            contents: Contents::Text(format!("[SysExt]\nImagePolicy={}\n", trust.policy)),
+        });
+    }
     if let Some(config) = config {
         files.push(File {
             path: KEEPALIVED_CONF.into(),
@@ -175,6 +241,49 @@ pub fn describe(
         before = marker("before"),
         after = marker("after"),
     );
+    let mut units = vec![
+        Unit {
+            name: "systemd-sysupdate.timer".into(),
+            comment: None,
+            enabled: Some(true),
+            dropins: Vec::new(),
+        },
+        Unit {
+            name: "systemd-sysupdate-update.timer".into(),
+            comment: Some(
+                "systemd 262 renamed the timer; the old name is only an alias there, and \
+                 presets match real names.",
+            ),
+            enabled: Some(true),
+            dropins: Vec::new(),
+        },
+        Unit {
+            name: "systemd-sysupdate.service".into(),
+            comment: Some(
+                "systemd-sysupdate-update.service since systemd 262, which reads drop-ins \
+                 for this alias too.",
+            ),
+            enabled: None,
+            dropins: vec![Dropin {
+                name: format!("{name}.conf"),
+                contents: dropin,
+            }],
+        },
+    ];
+    if let Some(trust) = trust {
+        units.push(Unit {
+            name: "systemd-sysext.service".into(),
+            comment: Some(
+                "The policy holds for every extension on the node: each must then be signed \
+                 by a key whose certificate is in a verity.d directory.",
+            ),
+            enabled: None,
+            dropins: vec![Dropin {
+                name: IMAGE_POLICY_DROPIN.into(),
+                contents: image_policy_dropin(&trust.policy),
+            }],
+        });
+    }
     Ok(Node {
         directories: vec![Directory {
             path: dir,
@@ -185,35 +294,7 @@ pub fn describe(
             path: format!("/etc/extensions/{name}.raw"),
             target: image_path,
         }],
-        units: vec![
-            Unit {
-                name: "systemd-sysupdate.timer".into(),
-                comment: None,
-                enabled: Some(true),
-                dropins: Vec::new(),
-            },
-            Unit {
-                name: "systemd-sysupdate-update.timer".into(),
-                comment: Some(
-                    "systemd 262 renamed the timer; the old name is only an alias there, and \
-                     presets match real names.",
-                ),
-                enabled: Some(true),
-                dropins: Vec::new(),
-            },
-            Unit {
-                name: "systemd-sysupdate.service".into(),
-                comment: Some(
-                    "systemd-sysupdate-update.service since systemd 262, which reads drop-ins \
-                     for this alias too.",
-                ),
-                enabled: None,
-                dropins: vec![Dropin {
-                    name: format!("{name}.conf"),
-                    contents: dropin,
-                }],
-            },
-        ],
+        units,
         name,
         image_file,
     })

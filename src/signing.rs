@@ -17,15 +17,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
-use crate::hex;
-
-/// A certificate as systemd fingerprints it: SHA-256 of its DER encoding.
-pub struct Certificate {
-    pub der: Vec<u8>,
-    pub fingerprint: String,
-}
+use crate::trust::Certificate;
 
 fn openssl(args: &[&str], what: &str) -> Result<Vec<u8>> {
     let output = Command::new("openssl")
@@ -51,22 +44,13 @@ fn openssl(args: &[&str], what: &str) -> Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
-/// Reads a PEM (or DER) X.509 certificate.
+/// Reads the PEM certificate at `path` (its SHA-256 fingerprint is what the signature partition
+/// and the manifest name).
 pub fn load_certificate(path: &Path) -> Result<Certificate> {
-    let path_text = path.to_str().context("the certificate path is not UTF-8")?;
-    fs::metadata(path)
+    let text = fs::read_to_string(path)
         .with_context(|| format!("cannot read the certificate {}", path.display()))?;
-    let der = openssl(
-        &["x509", "-in", path_text, "-outform", "DER"],
-        &format!(
-            "read {} as an X.509 certificate (PEM, as `openssl req -x509` writes it)",
-            path.display()
-        ),
-    )?;
-    Ok(Certificate {
-        fingerprint: hex(&Sha256::digest(&der)),
-        der,
-    })
+    Certificate::from_pem(&text)
+        .with_context(|| format!("{} is not a usable certificate", path.display()))
 }
 
 /// Signs `root_hash_hex` with `key`, the private key of `cert`; returns the DER signature.

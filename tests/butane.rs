@@ -236,6 +236,159 @@ fn every_field_of_the_config() {
     assert_eq!(dropin.len(), 5, "{dropin:?}");
 }
 
+/// Two throwaway self-signed RSA certificates (`openssl req -x509 -newkey rsa:2048`; the private
+/// keys were discarded), so these tests need no openssl. Their SHA-256 fingerprints (of the DER)
+/// come from `openssl x509 -outform DER | sha256sum`; the tests recompute them with coreutils.
+const CERT_A: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIDIjCCAgqgAwIBAgIBATANBgkqhkiG9w0BAQsFADApMScwJQYDVQQDDB5rZWVw\n\
+YWxpdmVkLXN5c2V4dCB0ZXN0IHNpZ25pbmcwIBcNMjYxMTI5MjI0NzU3WhgPMjEy\n\
+NjExMDUyMjQ3NTdaMCkxJzAlBgNVBAMMHmtlZXBhbGl2ZWQtc3lzZXh0IHRlc3Qg\n\
+c2lnbmluZzCCASIwDQYJKoZIhvcNAQEBBQADggEPADCCAQoCggEBAKzrguEz09gA\n\
+kRXU/qryYrMoYDwjC1wVeNVKpKcKrCsjgwnSm6jbCQ9esmDDuO2DoVqiDbX0gRVK\n\
+GEMCdwM/K3zumVITZPV7qlUqknbEMG68KZVJnPXHPspKLBZRGydJxUmhX62DX1j4\n\
+C5RIo7wzL1g7SlpaJTl0fwo7/9bL4EqvMk90IwBatAZn3BXnbdtNWXCUv/UwdoDB\n\
+vrPQMkzAkifYoH3lupGKV5T59p5SyqpswpRJOVfZjvsKI0kDo41APwkIxDO8jpPA\n\
+ycmvk/Eocq/s8MKNvLEBWiZ67yBqpnvB8aTbHdgV2xiyDiLaWEKXpYLcbmjcpFTb\n\
+oM8nvBNJ4NMCAwEAAaNTMFEwHQYDVR0OBBYEFCMYPyq0fO+I74SkS+H4mkXyY/5h\n\
+MB8GA1UdIwQYMBaAFCMYPyq0fO+I74SkS+H4mkXyY/5hMA8GA1UdEwEB/wQFMAMB\n\
+Af8wDQYJKoZIhvcNAQELBQADggEBAGucKmxWviF5Ewu5glPkFkhuf8/dZvS13iCn\n\
+BlTRutifTOBnDqYwz9VwmbccXxPIkHYX2OoqdjXt99oVZBRqXdgagEjZTjrvgN3D\n\
+nVz3cKJbF/lLZN+maPbv2cVEA9qqMQuA/nJrDdkf/5zZx2QNAfOu9gVn+Glgw1Y/\n\
+JvXBw56VTyVYtLez2bgBk0J6BA2m7VJjAkuzrVZQfn/7HpqJn0N+5pRz7UCZkFq7\n\
+HGy7o/srAQgC9li/iMWrabOSWtJPI0tP9go7nVhdnK4FTjDkbK8z0C8c7ZdcpcT0\n\
+HpVHXn+kevUALqaPdIc5tHc5LSax0YpX4MUYPz09n2nibNAy6Os=\n\
+-----END CERTIFICATE-----\n\
+";
+const CERT_B: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIDFDCCAfygAwIBAgIBAjANBgkqhkiG9w0BAQsFADAiMSAwHgYDVQQDDBdzZWNv\n\
+bmQgdGVzdCBzaWduaW5nIGtleTAgFw0yNjExMjkyMjQ5MDFaGA8yMTI2MTEwNTIy\n\
+NDkwMVowIjEgMB4GA1UEAwwXc2Vjb25kIHRlc3Qgc2lnbmluZyBrZXkwggEiMA0G\n\
+CSqGSIb3DQEBAQUAA4IBDwAwggEKAoIBAQDC8pmdlMOO65KT+H0FVWY+aUisCxBP\n\
+3FYq11YhZ/NimJ4AdLo19PNHCJoXTvdOVHOwG87uc9GkuEi5HuUQngolyHd6fy8D\n\
+XiFwYCOemlrfMXQ7HvJH+5elZtHZOPY0rAtbPqsfO6cFp2sUBoT95dAx6feliI2B\n\
+xoEUZOAERuYAWJUz2zsJwXIps/YixJ7P7Y9Xkd5XV9eLXGhkKOqx7mXeMHO6i0uB\n\
+9w0FXbn6+Tet3FikWwsV1LoHcFZ6pJXcMSlHzvyZ/OVXJu6qPgUsFAs6M1W0Xl55\n\
+YiWKyWUMAof7VACcG4gRNjttu5L9sF63bdsc8NmosHH6otnbth4QnMZPAgMBAAGj\n\
+UzBRMB0GA1UdDgQWBBQOHtTi5Xai+lsU5MeyTdnh/llAOzAfBgNVHSMEGDAWgBQO\n\
+HtTi5Xai+lsU5MeyTdnh/llAOzAPBgNVHRMBAf8EBTADAQH/MA0GCSqGSIb3DQEB\n\
+CwUAA4IBAQA76qbnMs7f+z1oHgKnJVqo8gAopt/al+N31I4ycnyI6viFsN7Ay5p1\n\
+GiwvKh63urbPsj6D/IWIpfZFnuLXuT2ClDL6ChyDiFANef3NaQ0mGsXF53nQdY3X\n\
+LA+0kq0Gh3lbDoiyFsT6XWY2+tntN+U19AS2wOXPuRkBEBlaUlpDQir5NKPmwzhX\n\
+qoAX0rv2UuByYqwFQU1wyKvTD0Hb7AN/DuNL8U8iJxT7iuFbe3/FSjT9Z9P1ePqg\n\
+TsG4ed1jnBcAut2Y42uqUIM4Lmp/z41R1/sWFGCAyJzqpKpCNCwAEvvn+WHNO1L4\n\
+1raDKB84vS6umQw1Z0MIbeLahEaIoxr0\n\
+-----END CERTIFICATE-----\n\
+";
+
+/// The SHA-256 of a PEM certificate's DER, by coreutils' base64 and sha256sum.
+fn der_sha256(pem: &str) -> String {
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = Command::new("sh")
+        .args(["-c", "base64 -d | sha256sum"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// The systemd-sysext.service drop-in `butane` writes for `policy`: upstream's commands (systemd
+/// 257's units/systemd-sysext.service) with the policy added.
+fn policy_dropin(policy: &str) -> String {
+    format!(
+        "# The image policy applies to every extension systemd-sysext.service merges.\n\
+         [Service]\n\
+         ExecStart=\n\
+         ExecStart=systemd-sysext refresh --image-policy={policy}\n\
+         ExecReload=\n\
+         ExecReload=systemd-sysext refresh --image-policy={policy}\n"
+    )
+}
+
+#[test]
+fn verity_certificates_and_the_image_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    assert_eq!(
+        der_sha256(CERT_A),
+        "17bcb29461d7bc1be206ee7a0faf9925e6cfed9a18747cd268435431db9a1d26"
+    );
+    // What `openssl x509 -text` writes: a dump before the PEM block, which systemd skips too.
+    let a = tmp.path().join("a.pem");
+    fs::write(&a, format!("Certificate:\n    Data: ...\n{CERT_A}")).unwrap();
+    let b = tmp.path().join("b.crt");
+    // CRLF line ends and no final newline: the installed copy is the canonical PEM anyway.
+    fs::write(&b, CERT_B.trim_end().replace('\n', "\r\n")).unwrap();
+    let path_of = |pem: &str| format!("/etc/verity.d/hello-{}.crt", &der_sha256(pem)[..16]);
+
+    for (args, certs, policy) in [
+        (
+            vec![&a],
+            vec![CERT_A],
+            "root=signed+absent:usr=signed+absent",
+        ),
+        (
+            vec![&a, &b],
+            vec![CERT_A, CERT_B],
+            "root=signed+absent:usr=signed+absent",
+        ),
+        (
+            vec![&b],
+            vec![CERT_B],
+            "root=verity+signed:usr=signed:=absent",
+        ),
+    ] {
+        let mut extra: Vec<&OsStr> = Vec::new();
+        for path in &args {
+            extra.extend(["--verity-certificate".as_ref(), path.as_os_str()]);
+        }
+        if !policy.starts_with("root=signed+absent") {
+            extra.extend::<[&OsStr; 2]>(["--image-policy".as_ref(), policy.as_ref()]);
+        }
+        let (bu, err) = butane(&built.manifest, URL, &extra);
+        let (ign, _) = ignition(&built.manifest, URL, &extra);
+        assert!(
+            err.contains("every extension on the node"),
+            "the policy's reach is not said: {err}"
+        );
+        let files = bu["storage"]["files"].as_array().unwrap();
+        assert_eq!(files.len(), 4 + certs.len());
+        // systemd 259 and later read the policy from sysext.conf.d for every run of systemd-sysext.
+        let conf = file(&bu, "/etc/systemd/sysext.conf.d/image-policy.conf");
+        assert_eq!(conf["mode"], 0o644);
+        assert_eq!(
+            conf["contents"]["inline"],
+            format!("[SysExt]\nImagePolicy={policy}\n")
+        );
+        for pem in &certs {
+            let f = file(&bu, &path_of(pem));
+            assert_eq!(f["mode"], 0o644);
+            assert_eq!(f["contents"]["inline"], *pem);
+            let i = file(&ign, &path_of(pem));
+            assert_eq!(i["mode"], 0o644);
+            let url = i["contents"]["source"].as_str().unwrap().to_string();
+            assert_eq!(decode_data_urls(&[url])[0], pem.as_bytes());
+        }
+        let units = bu["systemd"]["units"].as_array().unwrap();
+        assert_eq!(units.len(), 4);
+        assert_eq!(
+            units[3],
+            json!({"name": "systemd-sysext.service",
+                   "dropins": [{"name": "image-policy.conf", "contents": policy_dropin(policy)}]})
+        );
+        assert_eq!(ign["systemd"], bu["systemd"]);
+    }
+}
+
 /// Both outputs for the same inputs: (Butane YAML parsed, Ignition JSON parsed, key bytes,
 /// keepalived.conf text, the image's path).
 fn both_outputs(tmp: &Path, with_extras: bool) -> (Value, Value, Vec<u8>, String, PathBuf) {
@@ -657,6 +810,108 @@ fn bad_input_is_refused() {
             binary.as_os_str(),
         ],
         "not UTF-8",
+    );
+
+    // Signed images: a policy needs a certificate; bad policies and certificates are refused
+    // with what to do.
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            m,
+            "--update-url".as_ref(),
+            URL.as_ref(),
+            "--image-policy".as_ref(),
+            "root=signed".as_ref(),
+        ],
+        "--verity-certificate",
+    );
+    let cert = tmp.path().join("cert.pem");
+    fs::write(&cert, CERT_A).unwrap();
+    for (policy, needle) in [
+        ("root=sign", "unknown flag \"sign\""),
+        ("rootfs=signed", "unknown partition \"rootfs\""),
+        ("root=signed:root=absent", "two rules for root"),
+        ("root=signed usr=signed", "contains ' '"),
+        ("", "empty"),
+    ] {
+        refuse(
+            &[
+                "--manifest".as_ref(),
+                m,
+                "--update-url".as_ref(),
+                URL.as_ref(),
+                "--verity-certificate".as_ref(),
+                cert.as_os_str(),
+                "--image-policy".as_ref(),
+                policy.as_ref(),
+            ],
+            needle,
+        );
+    }
+    let key_and_cert = tmp.path().join("key-and-cert.pem");
+    fs::write(
+        &key_and_cert,
+        format!("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n{CERT_A}"),
+    )
+    .unwrap();
+    let two = tmp.path().join("two.pem");
+    fs::write(&two, format!("{CERT_A}{CERT_B}")).unwrap();
+    let der = tmp.path().join("cert.der");
+    fs::write(&der, [0x30, 0x82, 0x03, 0x22, 0x30, 0x82, 0xff]).unwrap();
+    let not_base64 = tmp.path().join("bad64.pem");
+    fs::write(&not_base64, CERT_A.replace("MIID", "MI!D")).unwrap();
+    let not_x509 = tmp.path().join("notx509.pem");
+    // Valid base64 of "hello world": armor and encoding right, contents no certificate.
+    fs::write(
+        &not_x509,
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cut = tmp.path().join("cut.pem");
+    fs::write(&cut, &CERT_A[..200]).unwrap();
+    for (path, needle) in [
+        (&key_and_cert, "private key"),
+        (&two, "holds 2 certificates"),
+        (&der, "not PEM text"),
+        (&not_base64, "not valid base64"),
+        (&not_x509, "not an X.509 certificate"),
+        (&cut, "cut short"),
+    ] {
+        refuse(
+            &[
+                "--manifest".as_ref(),
+                m,
+                "--update-url".as_ref(),
+                URL.as_ref(),
+                "--verity-certificate".as_ref(),
+                path.as_os_str(),
+            ],
+            needle,
+        );
+        refuse(
+            &[
+                "--manifest".as_ref(),
+                m,
+                "--update-url".as_ref(),
+                URL.as_ref(),
+                "--verity-certificate".as_ref(),
+                path.as_os_str(),
+            ],
+            &path.display().to_string(),
+        );
+    }
+    refuse(
+        &[
+            "--manifest".as_ref(),
+            m,
+            "--update-url".as_ref(),
+            URL.as_ref(),
+            "--verity-certificate".as_ref(),
+            cert.as_os_str(),
+            "--verity-certificate".as_ref(),
+            cert.as_os_str(),
+        ],
+        "given twice",
     );
 
     let mut manifest: Value =

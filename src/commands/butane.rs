@@ -21,7 +21,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::ignition;
 use crate::manifest::Manifest;
-use crate::provisioning::{base64_data_url, describe, Contents, Node, IMPORT_PUBRING};
+use crate::provisioning::{
+    base64_data_url, describe, Contents, Node, Trust, TrustedCertificate, IMPORT_PUBRING,
+};
+use crate::trust::{validate_policy, Certificate, DEFAULT_POLICY};
 
 /// Write a Butane or Ignition config that deploys an image and keeps it updated.
 ///
@@ -31,6 +34,13 @@ use crate::provisioning::{base64_data_url, describe, Contents, Node, IMPORT_PUBR
 /// --update-url` writes) goes to /etc/sysupdate.NAME.d/, and systemd-sysupdate.timer runs
 /// `systemd-sysupdate -C NAME update`; when the current version changes, /run/reboot-required
 /// is created so a reboot manager (kured, FLUO) can reboot the node at a safe time.
+///
+/// With --verity-certificate, the node trusts images signed by that certificate's key
+/// (dm-verity root hash signature): the certificate goes to /etc/verity.d/, and
+/// systemd-sysext.service (from systemd 259 on, every systemd-sysext run, through
+/// /etc/systemd/sysext.conf.d/) merges only what --image-policy allows; the default,
+/// root=signed+absent:usr=signed+absent, refuses unsigned and plain SquashFS images. The policy
+/// holds for every extension on the node, not only this one.
 ///
 /// Transpile the Butane output with `butane --strict`, or write the Ignition config directly
 /// with --ignition (spec 3.3.0, the same content).
@@ -55,6 +65,25 @@ pub struct Args {
     /// /etc/systemd/import-pubring.gpg for the transfer's Verify=yes.
     #[arg(long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
+    /// A PEM X.509 certificate of a key that signs the images, installed as
+    /// /etc/verity.d/NAME-FINGERPRINT.crt (mode 0644; FINGERPRINT: the first 16 hex digits of
+    /// its SHA-256). Repeat it to trust several keys, as during a key rotation.
+    #[arg(long, value_name = "FILE")]
+    verity_certificate: Vec<PathBuf>,
+    /// The image policy systemd-sysext.service merges every extension with (syntax:
+    /// systemd.image-policy(7), as systemd 257 reads it). Needs --verity-certificate, which
+    /// alone sets root=signed+absent:usr=signed+absent.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        requires = "verity_certificate",
+        default_value_if(
+            "verity_certificate",
+            clap::builder::ArgPredicate::IsPresent,
+            DEFAULT_POLICY
+        )
+    )]
+    image_policy: Option<String>,
     /// Print the Ignition config (JSON, spec 3.3.0) instead of the Butane config: the same
     /// files, links and units, for provisioning without Butane.
     #[arg(long)]
@@ -77,11 +106,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         Some(path) => Some(read_signing_key(path)?),
         None => None,
     };
+    let trust = match &args.image_policy {
+        Some(policy) => Some(read_trust(&args.verity_certificate, policy)?),
+        None => None,
+    };
     let node = describe(
         &manifest,
         &args.update_url,
         config.as_deref(),
         key.as_deref(),
+        trust.as_ref(),
     )?;
     let out = if args.ignition {
         ignition::render(&node)
@@ -89,6 +123,15 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         render(&node)
     };
     print!("{out}");
+    if let Some(trust) = &trust {
+        eprintln!(
+            "sysext-assembler: note: the image policy {} holds for every extension on the node: \
+             systemd-sysext.service refuses to merge any if one image fails it, so every image \
+             in the extension directories must be signed by a key whose certificate is in a \
+             verity.d directory",
+            trust.policy
+        );
+    }
     if key.is_none() {
         eprintln!(
             "sysext-assembler: note: no --signing-key: the transfer file verifies SHA256SUMS.gpg \
@@ -142,6 +185,39 @@ fn read_signing_key(path: &PathBuf) -> Result<Vec<u8>> {
         );
     }
     Ok(bytes)
+}
+
+/// The certificates, each checked, and the policy, checked against systemd 257's grammar.
+fn read_trust(paths: &[PathBuf], policy: &str) -> Result<Trust> {
+    validate_policy(policy).context("bad --image-policy")?;
+    let mut certificates: Vec<TrustedCertificate> = Vec::new();
+    for path in paths {
+        let bytes = read_limited(path, "verity certificate")?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            anyhow::anyhow!(
+                "the verity certificate {} is not PEM text; convert a DER certificate with \
+                 `openssl x509 -inform DER -in FILE -out cert.pem`",
+                path.display()
+            )
+        })?;
+        let cert = Certificate::from_pem(&text)
+            .with_context(|| format!("the verity certificate {} is refused", path.display()))?;
+        let fingerprint = cert.fingerprint();
+        if certificates.iter().any(|c| c.fingerprint == fingerprint) {
+            bail!(
+                "the verity certificate {} is given twice (same SHA-256 fingerprint {fingerprint})",
+                path.display()
+            );
+        }
+        certificates.push(TrustedCertificate {
+            fingerprint,
+            pem: cert.pem(),
+        });
+    }
+    Ok(Trust {
+        certificates,
+        policy: policy.to_string(),
+    })
 }
 
 /// The Butane document for `node`.

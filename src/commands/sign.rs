@@ -121,7 +121,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let der = signing::sign(&root_hash, &args.key, &args.cert)?;
     let signature = SignatureJson {
         root_hash: root_hash.clone(),
-        certificate_fingerprint: Some(certificate.fingerprint.clone()),
+        certificate_fingerprint: Some(certificate.fingerprint()),
         signature: base64::encode(&der),
     };
     if let Some(existing) = &layout.signature_json {
@@ -169,7 +169,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     manifest.image.sha256 = signed_sha256.clone();
     manifest.image.sha512 = signed_sha512;
     if let Some(record) = manifest.ddi.as_mut() {
-        record.certificate_fingerprint = Some(certificate.fingerprint);
+        record.certificate_fingerprint = Some(certificate.fingerprint());
     }
     out.stage_bytes(
         manifest_path.file_name().and_then(|n| n.to_str()).unwrap(),

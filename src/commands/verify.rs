@@ -17,7 +17,8 @@ use crate::file_hash::sha256_file;
 use crate::image_reader::{compressor_name, EntryKind as ImageKind, Image, ImageEntry};
 use crate::manifest::{EntryKind, Manifest};
 use crate::names::{extension_release_path, Arch};
-use crate::signing::{self, Certificate};
+use crate::signing;
+use crate::trust::Certificate;
 use crate::{base64, hex, payload, sums};
 
 /// Check a downloaded image against its SHA256SUMS and manifest.
@@ -391,12 +392,12 @@ fn ddi_checks(
             }
             match cert {
                 Some((path, certificate)) => {
-                    if found.is_some_and(|f| f != certificate.fingerprint) {
+                    if found.is_some_and(|f| f != certificate.fingerprint()) {
                         problems.push(format!(
                             "signed by certificate {}, not by {} ({})",
                             found.unwrap_or_default(),
                             path.display(),
-                            certificate.fingerprint
+                            certificate.fingerprint()
                         ));
                     }
                     match base64::decode(&json.signature) {

@@ -3,7 +3,11 @@ Ignition 2.14. ignition-validate accepts it and rejects corrupted copies; Igniti
 root, downloading the image from an HTTP feed on 127.0.0.1 and checking its sha512, and the root then holds
 exactly what the Butane config says; a tampered image makes Ignition fail and leaves no image behind. Then
 Boot: a root provisioned that way (Debian trixie with systemd 257, sid with 262) boots with the image merged,
-keepalived running and the sysupdate timer, drop-in and transfer file in effect."""
+keepalived running and the sysupdate timer, drop-in and transfer file in effect. Signed images: Ignition installs
+the verity certificates and the systemd-sysext.service drop-in with the image policy, each certificate verifies
+exactly its own key's PKCS#7 signature, and a booted root refuses the plain image under the default policy (and
+with it every extension of the merge) and merges it under a policy that allows unprotected roots; a policy
+tightened at run time refuses the next refresh but leaves the current merge until reboot."""
 
 import base64
 import json
@@ -331,3 +335,210 @@ root's systemd version with the outcome."""
     # "● 2.3.4  ✓  current": installed and current.
     assert listing.returncode == 0 and re.search(rf"^\W*{re.escape(version)}\s.*\bcurrent$", listing.stdout, re.M), \
         listing.stdout + listing.stderr
+
+
+# Signed images: the certificates and the image policy `butane --verity-certificate` provisions.
+
+STRICT = "root=signed+absent:usr=signed+absent"
+# Lets a plain SquashFS image (an unprotected root) through as well as signed ones.
+LENIENT = "root=signed+unprotected+absent:usr=signed+unprotected+absent"
+
+
+@pytest.fixture(scope="session")
+def verity_keys(tmp_path_factory):
+    """Two throwaway signing keys, as a release engineer makes them (RSA, self-signed certificate):
+    [(key path, certificate path)]."""
+    d = tmp_path_factory.mktemp("verity-keys")
+    keys = []
+    for n in ("old", "new"):
+        key, cert = str(d / f"{n}.key"), str(d / f"{n}.crt")
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+             "-days", "3650", "-subj", f"/CN=keepalived-sysext test {n} key"])
+        if n == "old":
+            # As `openssl x509 -text` writes it: a dump before the PEM block; the node gets the PEM alone.
+            dump = run(["openssl", "x509", "-in", cert, "-text"]).stdout
+            expect(not dump.startswith("-----BEGIN"), "openssl x509 -text wrote no dump")
+            with open(cert, "w") as f:
+                f.write(dump)
+        keys.append((key, cert))
+    return keys
+
+
+def openssl_pem(cert):
+    return run(["openssl", "x509", "-in", cert]).stdout
+
+
+def fingerprint(cert):
+    out = run(["openssl", "x509", "-in", cert, "-noout", "-fingerprint", "-sha256"]).stdout
+    return out.strip().split("=", 1)[1].replace(":", "").lower()
+
+
+def verity_configs(assembler, release, pubring, keys, out, policy=None):
+    """make_configs plus --verity-certificate for each key (and --image-policy when given)."""
+    extra = [a for _, cert in keys for a in ("--verity-certificate", cert)]
+    if policy:
+        extra += ["--image-policy", policy]
+    os.makedirs(out, exist_ok=True)
+    conf = os.path.join(out, "keepalived.conf")
+    with open(conf, "w") as f:
+        f.write(KEEPALIVED_CONF)
+    key_path = os.path.join(out, "feed.gpg")
+    with open(key_path, "wb") as f:
+        f.write(pubring)
+    extra += ["--config", conf, "--signing-key", key_path]
+    ign = os.path.join(out, "keepalived.ign")
+    ignition_config(assembler, release["manifest"], release["url"], ign, *extra)
+    bu = ignition_config(assembler, release["manifest"], release["url"], os.path.join(out, "keepalived.bu"),
+                         *extra, ignition=False)
+    return ign, yaml.safe_load(bu)
+
+
+def test_ignition_installs_the_verity_certificates_and_the_image_policy(ignition_tools, assembler, release, pubring,
+                                                                        verity_keys, feed_http, tmp_path):
+    ign, bu = verity_configs(assembler, release, pubring[0], verity_keys, str(tmp_path / "config"))
+    p = validate(ign)
+    assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), (p.stdout, p.stderr)
+    root = str(tmp_path / "root")
+    prepare_root(root)
+    result = ignite(root, ign, str(tmp_path / "work"))
+    assert result.ok, result.log
+    assert_root_matches_butane(root, bu, release["image"])
+
+    certs = []
+    for key, cert in verity_keys:
+        rel = f"etc/verity.d/keepalived-{fingerprint(cert)[:16]}.crt"
+        path = os.path.join(root, rel)
+        st = os.lstat(path)
+        assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644 and (st.st_uid, st.st_gid) == (0, 0)
+        with open(path) as f:
+            assert f.read() == openssl_pem(cert), rel
+        certs.append(rel)
+    dropin = "etc/systemd/system/systemd-sysext.service.d/image-policy.conf"
+    st = os.lstat(os.path.join(root, dropin))
+    assert stat.S_IMODE(st.st_mode) == 0o644
+    with open(os.path.join(root, dropin)) as f:
+        lines = f.read().splitlines()
+    assert lines[1:] == ["[Service]", "ExecStart=", f"ExecStart=systemd-sysext refresh --image-policy={STRICT}",
+                         "ExecReload=", f"ExecReload=systemd-sysext refresh --image-policy={STRICT}"], lines
+    conf = "etc/systemd/sysext.conf.d/image-policy.conf"
+    assert stat.S_IMODE(os.lstat(os.path.join(root, conf)).st_mode) == 0o644
+    with open(os.path.join(root, conf)) as f:
+        assert f.read() == f"[SysExt]\nImagePolicy={STRICT}\n"
+
+    # What systemd does with a root hash signature (PKCS#7, detached, no attributes, over the hex root hash;
+    # checked with PKCS7_NOINTERN|PKCS7_NOVERIFY), done by openssl with each installed certificate: it
+    # accepts a signature by its own key and refuses one by the other key.
+    content = str(tmp_path / "roothash")
+    with open(content, "w") as f:
+        f.write("ab" * 32)
+    for i, (key, cert) in enumerate(verity_keys):
+        sig = str(tmp_path / f"sig{i}.p7s")
+        run(["openssl", "smime", "-sign", "-binary", "-noattr", "-outform", "DER", "-in", content, "-out", sig,
+             "-signer", cert, "-inkey", key])
+        for j, rel in enumerate(certs):
+            p = run(["openssl", "smime", "-verify", "-binary", "-inform", "DER", "-in", sig, "-content", content,
+                     "-certfile", os.path.join(root, rel), "-nointern", "-noverify", "-out", "/dev/null"],
+                    check=False)
+            assert (p.returncode == 0) == (i == j), (i, j, p.stderr)
+
+    assert _provisioned(root) == sorted([
+        "etc/.ignition-result.json",
+        "etc/extensions/keepalived.raw",
+        "etc/keepalived/keepalived.conf",
+        "etc/sysupdate.d/noop.conf",
+        "etc/sysupdate.keepalived.d/keepalived.conf",
+        "etc/systemd/import-pubring.gpg",
+        "etc/systemd/system-preset/20-ignition.preset",
+        "etc/systemd/system/systemd-sysupdate.service.d/keepalived.conf",
+        dropin,
+        conf,
+        *certs,
+        f"opt/extensions/keepalived/{os.path.basename(release['image'])}",
+    ])
+
+
+def _directory_extension(tree):
+    """A directory extension in /var/lib/extensions: systemd-sysext merges directories without dissecting
+    them, so no image policy applies to it."""
+    ext = os.path.join(tree, "var/lib/extensions/plaindir")
+    os.makedirs(os.path.join(ext, "usr/lib/extension-release.d"))
+    os.makedirs(os.path.join(ext, "usr/share/plaindir"))
+    with open(os.path.join(ext, "usr/lib/extension-release.d/extension-release.plaindir"), "w") as f:
+        f.write("ID=flatcar\nSYSEXT_LEVEL=1.0\n")
+    with open(os.path.join(ext, "usr/share/plaindir/marker"), "w") as f:
+        f.write("merged\n")
+
+
+def _assert_policy_in_unit(node, policy):
+    """systemd reads the drop-in: `systemctl cat` lists it, and the service has one start and one reload
+    command, the drop-in's (upstream's are reset), each with the policy."""
+    cat = node.run("systemctl", "cat", "systemd-sysext.service").stdout
+    assert "# /etc/systemd/system/systemd-sysext.service.d/image-policy.conf" in cat, cat
+    for prop in ("ExecStart", "ExecReload"):
+        shown = node.run("systemctl", "show", f"--property={prop}", "systemd-sysext.service").stdout
+        assert shown.count("argv[]=") == 1 and f"argv[]=systemd-sysext refresh --image-policy={policy} " in shown, \
+            shown
+
+
+@pytest.mark.parametrize("policy", [STRICT, LENIENT], ids=["strict", "lenient"])
+def test_the_image_policy_decides_whether_a_plain_image_merges(ignition_tools, assembler, release, pubring,
+                                                               verity_keys, root, boot, tmp_path, policy):
+    """Boot a root provisioned with a verity certificate and an image policy. The image is this project's plain
+    SquashFS image (no partition table, no dm-verity): the default policy (strict) must refuse it, and with it
+    every other extension of the same merge; a policy that allows unprotected roots (lenient) merges it, so it
+    is the policy that refused. Signed images need device-mapper, which containers lack: that side is the VM
+    test's."""
+    tree = root.copy(tmp_path / "tree")
+    prepare_root(tree)
+    _directory_extension(tree)
+    ign, _ = verity_configs(assembler, release, pubring[0], verity_keys[:1], str(tmp_path / "config"),
+                            policy=None if policy == STRICT else policy)
+    result = ignite(tree, ign, str(tmp_path / "work"))
+    assert result.ok, result.log
+    node = boot(tree, timeout=300)
+
+    state = node.run("systemctl", "is-active", "systemd-sysext.service", check=False).stdout.strip()
+    journal = node.journal("systemd-sysext.service")
+    merged = node.run("test", "-e", "/usr/lib/extension-release.d/extension-release.keepalived",
+                      check=False).returncode == 0
+    dir_merged = node.run("test", "-e", "/usr/share/plaindir/marker", check=False).returncode == 0
+    if policy == LENIENT:
+        assert state == "active" and merged and dir_merged, (state, journal)
+        _assert_policy_in_unit(node, policy)
+        # A reload runs the drop-in's refresh, with the policy, and merges again.
+        node.run("systemctl", "reload", "systemd-sysext.service")
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0
+        # The policy is checked when images are merged, not after: tightened at run time, a reload (refresh)
+        # is refused and leaves the current merge in place; the next boot merges nothing.
+        node.sh("sed -i 's/=" + LENIENT + "/=" + STRICT + "/' "
+                "/etc/systemd/system/systemd-sysext.service.d/image-policy.conf "
+                "/etc/systemd/sysext.conf.d/image-policy.conf && systemctl daemon-reload")
+        _assert_policy_in_unit(node, STRICT)
+        assert node.run("systemctl", "reload", "systemd-sysext.service", check=False).returncode != 0
+        assert "Image does not match image policy" in node.journal("systemd-sysext.service")
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0, "the merge was undone"
+        node.reboot(timeout=300)
+        assert node.run("systemctl", "is-active", "systemd-sysext.service", check=False).stdout.strip() == "failed"
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode != 0
+        return
+    assert state == "failed", (state, journal)
+    # "/etc/extensions/keepalived.raw: Image does not match image policy." (257), the link's target (262).
+    assert re.search(r"^/\S+/keepalived\S*\.raw: Image does not match image policy\.$", journal, re.M), journal
+    assert not merged and not dir_merged, "a refused image must stop the whole merge"
+    _assert_policy_in_unit(node, policy)
+    # By hand: systemd 259 and later take the policy from sysext.conf.d and refuse too; 257 has only the
+    # command line, so a bare `systemd-sysext refresh` merges the unsigned image.
+    by_hand = node.run("systemd-sysext", "refresh", check=False)
+    if root.systemd_major >= 259:
+        assert by_hand.returncode != 0 and "Image does not match image policy" in by_hand.stderr, by_hand.stderr
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode != 0
+    else:
+        assert by_hand.returncode == 0, by_hand.stderr
+        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0
+        node.run("systemd-sysext", "unmerge")
+    # Without the refused image, the directory extension merges under the same strict policy: the policy
+    # covers disk images only.
+    node.run("rm", "/etc/extensions/keepalived.raw")
+    node.run("systemctl", "restart", "systemd-sysext.service")
+    assert node.run("cat", "/usr/share/plaindir/marker").stdout == "merged\n"
+    assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode != 0
