@@ -5,8 +5,8 @@ One boot: the node is set up with the files the product's Butane config installs
 in /etc/verity.d/ and the drop-in that runs systemd-sysext.service under an image policy demanding signed
 verity), with the signed keepalived DDI in /etc/extensions. At boot it is merged through dm-verity, the
 signature checked in userspace against /etc/verity.d, and keepalived.path is active. Then, swapped in one
-after another under the same name, an unsigned DDI, a DDI signed by another key and the plain SquashFS
-image are each refused by systemd-sysext.service; the unsigned DDI merges when the policy is left out (so it
+after another under the same name, an unsigned DDI, a DDI signed by another key, a DDI whose signature
+partition is zeroed and the plain SquashFS image are each refused by systemd-sysext.service; the unsigned DDI merges when the policy is left out (so it
 is the policy that refuses it); the signed DDI merges again; and a signed DDI with one flipped byte in its
 root partition merges (its root hash is still the signed one) but reading keepalived fails with EIO.
 
@@ -37,6 +37,7 @@ REFUSALS = {
                  "can't activate.",
     "squashfs": "Partition root discovered with policy 'unprotected' but 'signed+absent' was required, "
                 "refusing.",
+    "zero-sig": "Failed to parse signature JSON data: No data available",
 }
 DEBUG_DROP_IN = "[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\n"
 KEEPALIVED = "/usr/bin/keepalived"
@@ -58,7 +59,7 @@ section boot-journal
 journalctl -b -o cat -u systemd-sysext.service
 section dissect
 systemd-dissect --json=short /root/cases/signed.raw
-for c in unsigned other-key squashfs; do
+for c in unsigned other-key squashfs zero-sig; do
     section "case $c"
     cur=$(cursor)
     cp /root/cases/$c.raw /etc/extensions/keepalived.raw
@@ -143,6 +144,11 @@ def ddis(assembler, keepalived_x86_64, image_x86_64, tmp_path_factory):
     data = bytearray(signed.read_bytes())
     data[flip] ^= 0xFF
     (cases / "flipped.raw").write_bytes(bytes(data))
+    # The signature partition zeroed: the table still names it, its JSON is gone.
+    sig = _partitions(signed)["partitions"][2]
+    data = bytearray(signed.read_bytes())
+    data[sig["start"] * 512:(sig["start"] + sig["size"]) * 512] = bytes(sig["size"] * 512)
+    (cases / "zero-sig.raw").write_bytes(bytes(data))
     with open(keepalived_x86_64, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     manifest = json.loads((outs["signed"] / image_name.replace(".raw", ".manifest.json")).read_text())
@@ -182,12 +188,12 @@ def boot(vm_image, ddis, node_files, tmp_path_factory):
            f"the Ignition config installs no certificate or no policy drop-in: {sorted(node_files)}")
     files["/etc/systemd/system/systemd-sysext.service.d/99-test-debug.conf"] = DEBUG_DROP_IN.encode()
     files["/etc/extensions/keepalived.raw"] = ddis["cases"] / "signed.raw"
-    for case in ("signed", "unsigned", "other-key", "squashfs", "flipped"):
+    for case in ("signed", "unsigned", "other-key", "squashfs", "zero-sig", "flipped"):
         files[f"/root/cases/{case}.raw"] = ddis["cases"] / f"{case}.raw"
     result = VM(vm_image, tmp_path_factory.mktemp("vm")).boot(files=files, script=SCRIPT, timeout=900).check()
     (ddis["dir"] / "boot-stdout.txt").write_text(result.stdout)
     (ddis["dir"] / "boot-journal.txt").write_text(result.journal)
-    note(f"verity: one VM boot with 6 sysext cases took {result.seconds:.0f} s ({vm_image.systemd_version}, "
+    note(f"verity: one VM boot with 7 sysext cases took {result.seconds:.0f} s ({vm_image.systemd_version}, "
          f"kernel {vm_image.kernel_version})")
     return _sections(result.stdout)
 
