@@ -69,6 +69,29 @@ fn sign(image: &Path, key: &Path, cert: &Path) -> std::process::Output {
     ])
 }
 
+/// A DDI of the hello payload signed with a fresh RSA key: (outputs, certificate).
+fn signed_ddi(tmp: &Path) -> (Built, PathBuf) {
+    let keys = tmp.join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (key, cert) = rsa_key(&keys, "release");
+    let built = build_ddi(tmp);
+    expect_status(&sign(&built.image, &key, &cert), 0);
+    (built, cert)
+}
+
+/// Every file of `dir` with its sha256, to show that a refused command changed nothing.
+fn hashed_listing(dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            (path.display().to_string(), sha256_file(&path))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// (name, start sector, sectors, type) of each partition, as sfdisk reads the table.
 fn sfdisk_partitions(image: &Path) -> Vec<(String, u64, u64, String)> {
     let output = tool("sfdisk").arg("--json").arg(image).output().unwrap();
@@ -268,25 +291,13 @@ fn sign_refuses_keys_with_randomised_signatures_bare_squashfs_and_a_mismatched_k
     let (ec_key, ec_cert) = make_key(&keys, "ec", &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
     let (_, rsa_cert) = rsa_key(&keys, "rsa");
     let built = build_ddi(tmp.path());
-    let before: Vec<(String, String)> = fs::read_dir(&built.dir)
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
-            (path.display().to_string(), sha256_file(&path))
-        })
-        .collect();
+    let before = hashed_listing(&built.dir);
 
     let ec = sign(&built.image, &ec_key, &ec_cert);
     expect_error_naming(&ec, "use an RSA key");
     let mismatched = sign(&built.image, &ec_key, &rsa_cert);
     expect_error_naming(&mismatched, "is the key the certificate's?");
-    let after: Vec<(String, String)> = fs::read_dir(&built.dir)
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
-            (path.display().to_string(), sha256_file(&path))
-        })
-        .collect();
+    let after = hashed_listing(&built.dir);
     assert_eq!(
         before, after,
         "a refused signing changed the output directory"
@@ -300,11 +311,7 @@ fn sign_refuses_keys_with_randomised_signatures_bare_squashfs_and_a_mismatched_k
 #[test]
 fn verify_finds_a_flipped_data_block_and_a_rewritten_signature() {
     let tmp = tempdir();
-    let keys = tmp.path().join("keys");
-    fs::create_dir(&keys).unwrap();
-    let (key, cert) = rsa_key(&keys, "release");
-    let built = build_ddi(tmp.path());
-    expect_status(&sign(&built.image, &key, &cert), 0);
+    let (built, cert) = signed_ddi(tmp.path());
     let parts = sfdisk_partitions(&built.image);
     let pristine = fs::read(&built.image).unwrap();
 
@@ -414,11 +421,7 @@ fn inspect_and_diff_show_the_disk_image() {
 #[test]
 fn damaged_tables_and_signature_partitions_are_named() {
     let tmp = tempdir();
-    let keys = tmp.path().join("keys");
-    fs::create_dir(&keys).unwrap();
-    let (key, cert) = rsa_key(&keys, "release");
-    let built = build_ddi(tmp.path());
-    expect_status(&sign(&built.image, &key, &cert), 0);
+    let (built, _) = signed_ddi(tmp.path());
     let pristine = fs::read(&built.image).unwrap();
     let parts = sfdisk_partitions(&built.image);
 
