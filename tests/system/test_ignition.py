@@ -31,6 +31,19 @@ global_defs {
 """
 
 
+# What every config of these tests provisions, besides the image under /opt/extensions/keepalived/.
+PROVISIONED = (
+    "etc/.ignition-result.json",
+    "etc/extensions/keepalived.raw",
+    "etc/keepalived/keepalived.conf",
+    "etc/sysupdate.d/noop.conf",
+    "etc/sysupdate.keepalived.d/keepalived.conf",
+    "etc/systemd/import-pubring.gpg",
+    "etc/systemd/system-preset/20-ignition.preset",
+    "etc/systemd/system/systemd-sysupdate.service.d/keepalived.conf",
+)
+
+
 @pytest.fixture(scope="session")
 def release(build_image, keepalived_x86_64, feed_http):
     """A feed directory as `build --update-url` writes it (image, manifest, SHA256SUMS, transfer file),
@@ -211,14 +224,7 @@ def test_ignition_applies_the_config(ignition_tools, configs, release, pubring, 
         assert sorted(f.read().splitlines()) == ["enable systemd-sysupdate-update.timer",
                                                  "enable systemd-sysupdate.timer"]
     assert _provisioned(root) == sorted([
-        "etc/.ignition-result.json",
-        "etc/extensions/keepalived.raw",
-        "etc/keepalived/keepalived.conf",
-        "etc/sysupdate.d/noop.conf",
-        "etc/sysupdate.keepalived.d/keepalived.conf",
-        "etc/systemd/import-pubring.gpg",
-        "etc/systemd/system-preset/20-ignition.preset",
-        "etc/systemd/system/systemd-sysupdate.service.d/keepalived.conf",
+        *PROVISIONED,
         f"opt/extensions/keepalived/{name}",
     ])
 
@@ -442,14 +448,7 @@ def test_ignition_installs_the_verity_certificates_and_the_image_policy(ignition
             assert (p.returncode == 0) == (i == j), (i, j, p.stderr)
 
     assert _provisioned(root) == sorted([
-        "etc/.ignition-result.json",
-        "etc/extensions/keepalived.raw",
-        "etc/keepalived/keepalived.conf",
-        "etc/sysupdate.d/noop.conf",
-        "etc/sysupdate.keepalived.d/keepalived.conf",
-        "etc/systemd/import-pubring.gpg",
-        "etc/systemd/system-preset/20-ignition.preset",
-        "etc/systemd/system/systemd-sysupdate.service.d/keepalived.conf",
+        *PROVISIONED,
         dropin,
         conf,
         *certs,
