@@ -485,3 +485,53 @@ fn damaged_tables_and_signature_partitions_are_named() {
         );
     }
 }
+
+/// An arm64 DDI carries the arm64 partition types and names, and its tree verifies like the
+/// x86-64 one (no kernel here runs arm64 DDIs: this is what can be checked without one).
+#[test]
+fn arm64_ddis_use_the_arm64_partition_types() {
+    let tmp = tempdir();
+    let payload = tmp.path().join("payload");
+    write_payload(&payload, "hello");
+    let out = tmp.path().join("out");
+    let output = run(&[
+        "build".as_ref(),
+        "--name".as_ref(),
+        "hello".as_ref(),
+        "--version".as_ref(),
+        "1.0".as_ref(),
+        "--arch".as_ref(),
+        "arm64".as_ref(),
+        "--os".as_ref(),
+        "flatcar".as_ref(),
+        "--format".as_ref(),
+        "ddi".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--tree".as_ref(),
+        payload.as_os_str(),
+    ]);
+    expect_status(&output, 0);
+    let image = out.join("hello-v1.0-arm64.raw");
+    let parts = sfdisk_partitions(&image);
+    let named: Vec<(&str, &str)> = parts.iter().map(|p| (p.0.as_str(), p.3.as_str())).collect();
+    assert_eq!(
+        named,
+        [
+            ("root-arm64", "b921b045-1df0-41c3-af44-4c6f280d3fae"),
+            ("root-arm64-verity", "df3300ce-d69f-4c92-978c-9bfb0f38d820"),
+        ]
+    );
+    let root = tmp.path().join("root.img");
+    let hash = tmp.path().join("hash.img");
+    extract(&image, parts[0].1, parts[0].2, &root);
+    extract(&image, parts[1].1, parts[1].2, &hash);
+    let root_hash = manifest_root_hash(&out.join("hello-v1.0-arm64.manifest.json"));
+    let ok = tool("veritysetup")
+        .arg("verify")
+        .args([&root, &hash])
+        .arg(&root_hash)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "veritysetup: {}", stderr(&ok));
+}
