@@ -22,8 +22,9 @@ let
   inherit (builtins) currentSystem;
 
   lib = {
-    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix;
+    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix optionalString;
     inherit (builtins) concatMap attrNames;
+    optionals = condition: list: if condition then list else [ ];
     importTOML = path: builtins.fromTOML (builtins.readFile path);
     fileset = import ./lib-fileset.nix;
     licenses = { mit = "mit"; asl20 = "asl20"; };
