@@ -116,6 +116,7 @@ let
         "tcpdump"
         "binutils-unwrapped"
         "gnupg"
+        "cryptsetup"
       ]
         fakePackage;
     in
