@@ -74,18 +74,22 @@
               };
             };
 
-          imageFor = arch: version:
+          # format: "squashfs" (what the feed publishes today) or "ddi" (unsigned; signed and
+          # published outside Nix, docs/building.md).
+          imageOf = format: arch: version:
             let
               release = data.versions.${version};
               keepalived = keepalivedFor arch version;
             in
             pkgs.callPackage ./nix/sysext-image.nix {
-              inherit sysext-assembler arch updateUrl keepalived;
+              inherit sysext-assembler arch updateUrl keepalived format;
               payload = ./files;
               # The source release date, so the same source gives the same image any day.
               epoch = release.sourceDateEpoch;
               provenance = provenanceFor keepalived release;
             };
+          imageFor = imageOf "squashfs";
+          ddiFor = imageOf "ddi";
 
           # Every (version, arch) pair, e.g. { name = "2_4_3-arm64"; version = "2.4.3"; arch = "arm64"; }.
           variants = lib.concatMap
@@ -107,9 +111,13 @@
           packages = {
             keepalived-x86-64 = imageFor "x86-64" data.default;
             keepalived-arm64 = imageFor "arm64" data.default;
+            keepalived-ddi-x86-64 = ddiFor "x86-64" data.default;
+            keepalived-ddi-arm64 = ddiFor "arm64" data.default;
             keepalived-static-x86-64 = keepalivedFor "x86-64" data.default;
             keepalived-static-arm64 = keepalivedFor "arm64" data.default;
             inherit sysext-assembler;
+            # SquashFS images only: a feed serves one format, and a DDI is published only once it
+            # is signed, which happens outside Nix where the key is (docs/building.md).
             release = pkgs.callPackage ./nix/release.nix {
               inherit sysext-assembler;
               images = map (arch: imageFor arch data.default) arches;
@@ -117,6 +125,7 @@
             default = imageFor hostArch.${system} data.default;
           }
           // forEachVariant "keepalived" imageFor
+          // forEachVariant "keepalived-ddi" ddiFor
           // forEachVariant "keepalived-static" keepalivedFor;
 
           checks = {
@@ -141,6 +150,11 @@
             (arch: version: pkgs.callPackage ./nix/check-reproducible.nix {
               inherit sysext-assembler;
               image = imageFor arch version;
+            })
+          // forEachVariant "reproducible-ddi"
+            (arch: version: pkgs.callPackage ./nix/check-reproducible.nix {
+              inherit sysext-assembler;
+              image = ddiFor arch version;
             });
         in
         {

@@ -2,13 +2,15 @@
 # the payload and the binary into a fresh tree created in reverse order, with other mtimes,
 # other permission bits (same executable bits) and another umask, run the same assembler
 # command in another directory, another time zone and locale, and require identical output.
+# Works for either format: the image's assemblerArgs carry --format.
 { lib
 , runCommand
 , sysext-assembler
 , image
 }:
 
-runCommand "check-reproducible-${image.imageFile}"
+# Named after the image's derivation: a squashfs image and a DDI share their file name.
+runCommand "check-reproducible-${image.name}"
 {
   nativeBuildInputs = [ sysext-assembler ];
 } ''

@@ -12,6 +12,8 @@
 , strace
 , gnupg
 , python3
+, cryptsetup
+, openssl
 , src
 }:
 
@@ -26,15 +28,20 @@ rustPlatform.buildRustPackage {
   cargoLock.lockFile = ../Cargo.lock;
 
   # The tests check the tool against independent implementations: unsquashfs and mksquashfs
-  # (squashfsTools), taskset for the one-core determinism run (util-linux), strace to kill a
-  # build at each rename and fsync (tests/crash.rs), gpg for the Butane config's signing key,
-  # PyYAML for parsing the Butane output.
+  # (squashfsTools); from util-linux, taskset for the one-core determinism run and sfdisk to read
+  # a DDI's partition table; strace to kill a build at each rename and fsync (tests/crash.rs);
+  # gpg for the Butane config's signing key; PyYAML for parsing the Butane output; veritysetup
+  # (cryptsetup's default output) to check a DDI's dm-verity hash tree; openssl (its default
+  # output, bin) for the test keys and to check signatures, and which `sign` itself runs
+  # (tests/ddi.rs).
   nativeCheckInputs = [
     squashfsTools
     util-linux
     strace
     gnupg
     (python3.withPackages (ps: [ ps.pyyaml ]))
+    cryptsetup
+    openssl
   ];
   checkFlags = [ "--exact" ] ++ lib.concatMap (test: [ "--skip" test ]) [
     "root_inspect_agrees_with_unsquashfs_on_a_foreign_image"

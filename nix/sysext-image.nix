@@ -1,6 +1,12 @@
 # One sysext image for one keepalived binary: the directory a sysupdate feed publishes
 # (keepalived-vVERSION-ARCH.raw, its .manifest.json, SHA256SUMS, keepalived.conf).
 #
+# format "squashfs" is the bare SquashFS; "ddi" wraps it in an unsigned Discoverable Disk Image
+# (GPT: root partition and its dm-verity hash tree). A DDI is signed after the build, by whoever
+# holds the key (`sysext-assembler sign`, docs/building.md): keys never enter a Nix build, and the
+# signature partition is added outside the store. `--format` is passed only for a DDI, so the
+# squashfs command line, and with it every squashfs image's bytes, stays what it always was.
+#
 # Everything that decides the image's bytes is in assemblerArgs (passed through, so the
 # reproducibility check and the release re-run exactly the same command) plus the payload tree
 # and the binary.
@@ -13,10 +19,15 @@
 , epoch
 , updateUrl
 , provenance
+, format ? "squashfs"
 }:
 
 let
   inherit (keepalived) version;
+  described = {
+    squashfs = "SquashFS";
+    ddi = "unsigned Discoverable Disk Image: SquashFS and dm-verity hash tree";
+  };
   assemblerArgs = [
     "--name"
     "keepalived"
@@ -32,16 +43,19 @@ let
     "--update-url"
     updateUrl
   ]
-  ++ lib.concatMap (key: [ "--provenance" "${key}=${provenance.${key}}" ]) (lib.attrNames provenance);
+  ++ lib.concatMap (key: [ "--provenance" "${key}=${provenance.${key}}" ]) (lib.attrNames provenance)
+  ++ lib.optionals (format == "ddi") [ "--format" "ddi" ];
 in
-runCommand "keepalived-sysext-${version}-${arch}"
+assert described ? ${format}
+  || throw "nix/sysext-image.nix: format \"${format}\" is unknown; use \"squashfs\" or \"ddi\"";
+runCommand "keepalived-sysext-${lib.optionalString (format == "ddi") "ddi-"}${version}-${arch}"
 {
   nativeBuildInputs = [ sysext-assembler ];
   passthru = {
-    inherit assemblerArgs keepalived payload arch;
+    inherit assemblerArgs keepalived payload arch format;
     imageFile = "keepalived-v${version}-${arch}.raw";
   };
-  meta.description = "keepalived ${version} systemd-sysext image for Flatcar (${arch})";
+  meta.description = "keepalived ${version} systemd-sysext image for Flatcar (${arch}, ${described.${format}})";
 } ''
   mkdir -p "$out"
   sysext-assembler build ${lib.escapeShellArgs assemblerArgs} \

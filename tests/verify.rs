@@ -331,5 +331,6 @@ fn a_corrupted_image_is_a_mismatch_with_a_clear_message() {
     expect_status(&output, 1);
     let text = stdout(&output);
     assert!(text.contains("MISMATCH  readable"), "{text}");
-    assert!(text.contains("cannot be read as SquashFS"), "{text}");
+    assert!(text.contains("the image cannot be read"), "{text}");
+    assert!(text.contains("is not a readable SquashFS image"), "{text}");
 }

@@ -21,7 +21,7 @@ let
     optionals = condition: list: if condition then list else [ ];
     importTOML = path: builtins.fromTOML (builtins.readFile path);
     # lib/strings.nix, as nixpkgs defines them
-    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix
+    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix optionalString
       hasPrefix hasSuffix removePrefix splitString;
     mkForce = value: { _type = "override"; priority = 50; content = value; };
     licenses = { gpl2Plus = "gpl2Plus"; mit = "mit"; asl20 = "asl20"; };
@@ -116,6 +116,7 @@ let
         "tcpdump"
         "binutils-unwrapped"
         "gnupg"
+        "cryptsetup"
       ]
         fakePackage;
     in

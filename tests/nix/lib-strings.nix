@@ -28,6 +28,7 @@ rec {
     [ "\\" "[" "{" "(" ")" "^" "$" "|" "*" "+" "?" "." ]
     [ "\\\\" "\\[" "\\{" "\\(" "\\)" "\\^" "\\$" "\\|" "\\*" "\\+" "\\?" "\\." ];
   escapeShellArgs = args: builtins.concatStringsSep " " (map escapeShellArg args);
+  optionalString = condition: string: if condition then string else "";
   concatMapStrings = f: list: builtins.concatStringsSep "" (map f list);
   removeSuffix = suffix: string:
     let

@@ -11,10 +11,10 @@
 #                     the nativeBuildInputs' bin directories first on PATH, as stdenv does
 #   lib               nixpkgs' definitions of the few functions the nix/*.nix files use
 #
-# The image, release, reproducibility and static-binary derivations are nix/*.nix called as the
-# flake calls them; only their inputs are local: the payload, the keepalived binaries that
-# tests/e2e/build-keepalived builds from the same data file, the vendored crates. tests/nix/sandbox
-# builds each attribute and checks that it succeeds or fails as it should.
+# The image (SquashFS and DDI), release, reproducibility and static-binary derivations are
+# nix/*.nix called as the flake calls them; only their inputs are local: the payload, the
+# keepalived binaries that tests/e2e/build-keepalived builds from the same data file, the vendored
+# crates. tests/nix/sandbox builds each attribute and checks that it succeeds or fails as it should.
 { inputs }:
 
 let
@@ -22,8 +22,9 @@ let
   inherit (builtins) currentSystem;
 
   lib = {
-    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix;
+    inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix optionalString;
     inherit (builtins) concatMap attrNames;
+    optionals = condition: list: if condition then list else [ ];
     importTOML = path: builtins.fromTOML (builtins.readFile path);
     fileset = import ./lib-fileset.nix;
     licenses = { mit = "mit"; asl20 = "asl20"; };
@@ -32,8 +33,9 @@ let
   # A local directory as a store path, the way a flake input or `./files` enters the store.
   storeDir = name: path: builtins.path { inherit name path; };
 
-  # Debian's tools come last on PATH, after the derivation's own inputs (the assembler).
-  hostPath = "/usr/bin:/bin";
+  # Debian's tools come last on PATH, after the derivation's own inputs (the assembler);
+  # veritysetup and sfdisk are in /usr/sbin there (nixpkgs puts them in bin/).
+  hostPath = "/usr/bin:/bin:/usr/sbin";
   pathOf = inputs': builtins.concatStringsSep ":" (map (input: "${input}/bin") inputs' ++ [ hostPath ]);
 
   runCommand = name: env: script:
@@ -105,6 +107,8 @@ let
     strace = null;
     gnupg = null;
     python3.withPackages = _: null;
+    cryptsetup = null;
+    openssl = null;
   };
 
   data = builtins.fromJSON (builtins.readFile ../../nix/keepalived.json);
@@ -116,8 +120,8 @@ let
     version = data.default;
   };
 
-  imageFor = arch: callFile ../../nix/sysext-image.nix {
-    inherit runCommand arch sysext-assembler payload;
+  imageOf = format: arch: callFile ../../nix/sysext-image.nix {
+    inherit runCommand arch sysext-assembler payload format;
     keepalived = keepalivedFor arch;
     epoch = release.sourceDateEpoch;
     updateUrl = "https://keepalived-sysext.invalid/releases";
@@ -125,7 +129,8 @@ let
       keepalived-source-hash = release.src.hash;
     };
   };
-  images = builtins.mapAttrs (arch: _: imageFor arch) given.keepalived;
+  images = builtins.mapAttrs (arch: _: imageOf "squashfs" arch) given.keepalived;
+  ddis = builtins.mapAttrs (arch: _: imageOf "ddi" arch) given.keepalived;
 
   reproducibleFor = image: callFile ../../nix/check-reproducible.nix {
     inherit runCommand sysext-assembler image;
@@ -189,10 +194,11 @@ let
   };
 in
 {
-  inherit sysext-assembler images probes;
+  inherit sysext-assembler images ddis probes;
   reproducible = builtins.mapAttrs (_: reproducibleFor) images // {
     broken = reproducibleFor brokenImage;
   };
+  reproducible-ddi = builtins.mapAttrs (_: reproducibleFor) ddis;
   release = releaseOf (builtins.attrValues images);
   release-broken = releaseOf [ brokenImage images.arm64 ];
   static = builtins.mapAttrs (_: staticCheck) given.staticCases;
