@@ -39,7 +39,7 @@ fn build_ddi(tmp: &Path) -> Built {
 fn make_key(dir: &Path, name: &str, algorithm: &[&str]) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let cert = dir.join(format!("{name}.crt"));
-    let status = tool("openssl")
+    let output = tool("openssl")
         .args(["req", "-x509", "-newkey"])
         .args(algorithm)
         .args(["-nodes", "-days", "3650", "-subj", &format!("/CN={name}")])
@@ -47,10 +47,9 @@ fn make_key(dir: &Path, name: &str, algorithm: &[&str]) -> (PathBuf, PathBuf) {
         .arg(&key)
         .arg("-out")
         .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(output.status.success(), "openssl req: {}", stderr(&output));
     (key, cert)
 }
 
