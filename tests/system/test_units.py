@@ -155,7 +155,8 @@ def test_sigkill_of_main_fails_over_and_restart_brings_it_back(unit_node, result
     lab.wait_for(lambda: lab.holders() == ["a"], 15, "the unit-managed node to hold the VIP before the kill")
     t0 = time.monotonic()
     sd.sh("systemctl", "kill", "--kill-who=main", "--signal=SIGKILL", "keepalived.service")
-    # systemd's KillMode=mixed stops the VRRP child with SIGTERM, so it sends a priority-0 advert.
+    # KillMode=control-group stops the VRRP child with SIGTERM, so it sends a priority-0 advert (with mixed,
+    # systemd SIGKILLs it at once when the main process is gone, and the advert races that).
     try:
         took = lab.wait_for(lambda: lab.b.has(lab.vip), PRIORITY0_BOUND,
                             "b to take the VIP after SIGKILL of main (priority-0 advert)")
