@@ -117,6 +117,29 @@ fn extract(image: &Path, start: u64, sectors: u64, dest: &Path) {
     fs::write(dest, &bytes[from..to]).unwrap();
 }
 
+/// The root and root-verity partitions of `image` as files root.img and hash.img in `dir`.
+fn extract_root_and_tree(
+    image: &Path,
+    parts: &[(String, u64, u64, String)],
+    dir: &Path,
+) -> (PathBuf, PathBuf) {
+    let root = dir.join("root.img");
+    let hash = dir.join("hash.img");
+    extract(image, parts[0].1, parts[0].2, &root);
+    extract(image, parts[1].1, parts[1].2, &hash);
+    (root, hash)
+}
+
+/// `veritysetup verify ROOT HASH ROOT_HASH`, cryptsetup's own check of a data and hash device.
+fn veritysetup_verify(root: &Path, hash: &Path, root_hash: &str) -> std::process::Output {
+    tool("veritysetup")
+        .arg("verify")
+        .args([root, hash])
+        .arg(root_hash)
+        .output()
+        .unwrap()
+}
+
 fn manifest_root_hash(manifest: &Path) -> String {
     let value: serde_json::Value = serde_json::from_slice(&fs::read(manifest).unwrap()).unwrap();
     value["ddi"]["root_hash"].as_str().unwrap().to_string()
@@ -138,17 +161,9 @@ fn veritysetup_and_sfdisk_accept_the_ddi_and_veritysetup_catches_a_flipped_block
         .unwrap();
     assert!(verify.status.success(), "{}", stdout(&verify));
 
-    let root = tmp.path().join("root.img");
-    let hash = tmp.path().join("hash.img");
-    extract(&built.image, parts[0].1, parts[0].2, &root);
-    extract(&built.image, parts[1].1, parts[1].2, &hash);
+    let (root, hash) = extract_root_and_tree(&built.image, &parts, tmp.path());
     let root_hash = manifest_root_hash(&built.manifest);
-    let ok = tool("veritysetup")
-        .arg("verify")
-        .args([&root, &hash])
-        .arg(&root_hash)
-        .output()
-        .unwrap();
+    let ok = veritysetup_verify(&root, &hash, &root_hash);
     assert!(ok.status.success(), "veritysetup: {}", stderr(&ok));
     // The root partition's UUID is the root hash's first half (systemd finds it that way).
     let uuids = tool("sfdisk")
@@ -172,12 +187,7 @@ fn veritysetup_and_sfdisk_accept_the_ddi_and_veritysetup_catches_a_flipped_block
     let middle = damaged.len() / 2;
     damaged[middle] ^= 1;
     fs::write(&root, damaged).unwrap();
-    let bad = tool("veritysetup")
-        .arg("verify")
-        .args([&root, &hash])
-        .arg(&root_hash)
-        .output()
-        .unwrap();
+    let bad = veritysetup_verify(&root, &hash, &root_hash);
     assert!(!bad.status.success(), "veritysetup accepted a flipped bit");
 }
 
@@ -521,16 +531,8 @@ fn arm64_ddis_use_the_arm64_partition_types() {
             ("root-arm64-verity", "df3300ce-d69f-4c92-978c-9bfb0f38d820"),
         ]
     );
-    let root = tmp.path().join("root.img");
-    let hash = tmp.path().join("hash.img");
-    extract(&image, parts[0].1, parts[0].2, &root);
-    extract(&image, parts[1].1, parts[1].2, &hash);
+    let (root, hash) = extract_root_and_tree(&image, &parts, tmp.path());
     let root_hash = manifest_root_hash(&out.join("hello-v1.0-arm64.manifest.json"));
-    let ok = tool("veritysetup")
-        .arg("verify")
-        .args([&root, &hash])
-        .arg(&root_hash)
-        .output()
-        .unwrap();
+    let ok = veritysetup_verify(&root, &hash, &root_hash);
     assert!(ok.status.success(), "veritysetup: {}", stderr(&ok));
 }
