@@ -12,16 +12,19 @@
 //! the same, which holds for RSA (PKCS#1 v1.5) and fails for keys whose signatures are
 //! randomised (ECDSA, RSA-PSS).
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
 use crate::trust::Certificate;
 
-fn openssl(args: &[&str], what: &str) -> Result<Vec<u8>> {
-    let output = Command::new("openssl")
+/// Runs `openssl ARGS` (stdin inherited, so a passphrase prompt reaches the user); `what` says
+/// what for, in the errors. A failing status is the caller's to judge.
+fn openssl(args: &[&OsStr], what: &str) -> Result<Output> {
+    Command::new("openssl")
         .args(args)
         .stdin(Stdio::inherit())
         .output()
@@ -34,14 +37,7 @@ fn openssl(args: &[&str], what: &str) -> Result<Vec<u8>> {
             } else {
                 anyhow::anyhow!("cannot run openssl to {what}: {err}")
             }
-        })?;
-    if !output.status.success() {
-        bail!(
-            "openssl could not {what}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(output.stdout)
+        })
 }
 
 /// Reads the PEM certificate at `path` (its SHA-256 fingerprint is what the signature partition
@@ -59,21 +55,36 @@ pub fn sign(root_hash_hex: &str, key: &Path, cert: &Path) -> Result<Vec<u8>> {
     let data = work.path().join("roothash");
     fs::write(&data, root_hash_hex)?;
     fs::metadata(key).with_context(|| format!("cannot read the key {}", key.display()))?;
-    let paths = [&data, key, cert].map(|p| p.to_str().context("a path is not UTF-8"));
-    let [data, key_text, cert_text] = paths;
-    let (data, key_text, cert_text) = (data?, key_text?, cert_text?);
-    let sign_once = || {
-        openssl(
-            &[
-                "smime", "-sign", "-binary", "-noattr", "-md", "sha256", "-outform", "DER", "-in",
-                data, "-signer", cert_text, "-inkey", key_text,
-            ],
-            &format!(
-                "sign with the key {} and certificate {} (is the key the certificate's?)",
-                key.display(),
-                cert.display()
-            ),
-        )
+    let what = format!(
+        "sign with the key {} and certificate {} (is the key the certificate's?)",
+        key.display(),
+        cert.display()
+    );
+    let sign_once = || -> Result<Vec<u8>> {
+        let args: [&OsStr; 14] = [
+            "smime".as_ref(),
+            "-sign".as_ref(),
+            "-binary".as_ref(),
+            "-noattr".as_ref(),
+            "-md".as_ref(),
+            "sha256".as_ref(),
+            "-outform".as_ref(),
+            "DER".as_ref(),
+            "-in".as_ref(),
+            data.as_os_str(),
+            "-signer".as_ref(),
+            cert.as_os_str(),
+            "-inkey".as_ref(),
+            key.as_os_str(),
+        ];
+        let output = openssl(&args, &what)?;
+        if !output.status.success() {
+            bail!(
+                "openssl could not {what}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(output.stdout)
     };
     let first = sign_once()?;
     let second = sign_once()?;
@@ -100,29 +111,24 @@ pub fn verify(
     let sig = work.path().join("signature.p7s");
     fs::write(&data, root_hash_hex)?;
     fs::write(&sig, signature)?;
-    let [data, sig, cert_text] =
-        [data.as_path(), sig.as_path(), cert].map(|p| p.to_str().unwrap_or_default().to_string());
-    let output = Command::new("openssl")
-        .args([
-            "smime",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            &sig,
-            "-content",
-            &data,
-            "-certfile",
-            &cert_text,
-            "-nointern",
-            "-noverify",
-            "-out",
-            "/dev/null",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run openssl to check the signature (Debian: apt install openssl)")?;
+    let args: [&OsStr; 15] = [
+        "smime".as_ref(),
+        "-verify".as_ref(),
+        "-binary".as_ref(),
+        "-inform".as_ref(),
+        "DER".as_ref(),
+        "-in".as_ref(),
+        sig.as_os_str(),
+        "-content".as_ref(),
+        data.as_os_str(),
+        "-certfile".as_ref(),
+        cert.as_os_str(),
+        "-nointern".as_ref(),
+        "-noverify".as_ref(),
+        "-out".as_ref(),
+        "/dev/null".as_ref(),
+    ];
+    let output = openssl(&args, "check the signature")?;
     if output.status.success() {
         Ok(Ok(()))
     } else {
