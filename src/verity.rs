@@ -18,8 +18,6 @@ pub const BLOCK_SIZE: u64 = 4096;
 const DIGEST_SIZE: usize = 32;
 /// Hashes per hash block, a power of two (format 1 pads each digest to one).
 const HASHES_PER_BLOCK: u64 = BLOCK_SIZE / DIGEST_SIZE as u64;
-/// The salt this tool writes: as long as the digest, as systemd-repart's.
-pub const SALT_SIZE: usize = 32;
 const SUPERBLOCK_SIZE: usize = 512;
 const SIGNATURE: &[u8; 8] = b"verity\0\0";
 /// Salts longer than this do not fit the on-disk superblock.
@@ -209,7 +207,7 @@ mod tests {
         let sb = Superblock {
             uuid: [1; 16],
             data_blocks: 42,
-            salt: vec![9; SALT_SIZE],
+            salt: vec![9; 32],
         };
         let bytes = sb.encode();
         assert_eq!(Superblock::decode(&bytes).unwrap(), sb);
