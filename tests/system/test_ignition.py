@@ -70,9 +70,9 @@ def pubring(tmp_path_factory):
     run(["gpgconf", "--homedir", home, "--kill", "all"], check=False)
 
 
-def make_configs(assembler, manifest, url, key, out):
-    """Both outputs of `butane` with keepalived.conf and the key, for the feed at url: (Ignition config's path,
-    the Butane config parsed)."""
+def make_configs(assembler, manifest, url, key, out, *more):
+    """Both outputs of `butane` with keepalived.conf and the key (and MORE options), for the feed at url:
+    (Ignition config's path, the Butane config parsed)."""
     os.makedirs(out, exist_ok=True)
     conf = os.path.join(out, "keepalived.conf")
     with open(conf, "w") as f:
@@ -80,7 +80,7 @@ def make_configs(assembler, manifest, url, key, out):
     key_path = os.path.join(out, "feed.gpg")
     with open(key_path, "wb") as f:
         f.write(key)
-    extra = ["--config", conf, "--signing-key", key_path]
+    extra = ["--config", conf, "--signing-key", key_path, *more]
     ign = os.path.join(out, "keepalived.ign")
     ignition_config(assembler, manifest, url, ign, *extra)
     bu = ignition_config(assembler, manifest, url, os.path.join(out, "keepalived.bu"), *extra, ignition=False)
@@ -381,22 +381,10 @@ def fingerprint(cert):
 
 def verity_configs(assembler, release, pubring, keys, out, policy=None):
     """make_configs plus --verity-certificate for each key (and --image-policy when given)."""
-    extra = [a for _, cert in keys for a in ("--verity-certificate", cert)]
+    more = [a for _, cert in keys for a in ("--verity-certificate", cert)]
     if policy:
-        extra += ["--image-policy", policy]
-    os.makedirs(out, exist_ok=True)
-    conf = os.path.join(out, "keepalived.conf")
-    with open(conf, "w") as f:
-        f.write(KEEPALIVED_CONF)
-    key_path = os.path.join(out, "feed.gpg")
-    with open(key_path, "wb") as f:
-        f.write(pubring)
-    extra += ["--config", conf, "--signing-key", key_path]
-    ign = os.path.join(out, "keepalived.ign")
-    ignition_config(assembler, release["manifest"], release["url"], ign, *extra)
-    bu = ignition_config(assembler, release["manifest"], release["url"], os.path.join(out, "keepalived.bu"),
-                         *extra, ignition=False)
-    return ign, yaml.safe_load(bu)
+        more += ["--image-policy", policy]
+    return make_configs(assembler, release["manifest"], release["url"], pubring, out, *more)
 
 
 def test_ignition_installs_the_verity_certificates_and_the_image_policy(ignition_tools, assembler, release, pubring,
