@@ -25,6 +25,9 @@ pub struct ExtensionRelease {
     /// `EXTENSION_RELOAD_MANAGER=1`: systemd reloads units after merging, so units shipped in
     /// the image are seen without a manual daemon-reload.
     pub reload_manager: bool,
+    /// `EXTENSION_RESTART_UNITS=`: units systemd-sysext 262 and later restart after a merge or
+    /// refresh and stop on unmerge (older systemd ignores the key). Empty: the key is not written.
+    pub restart_units: Vec<String>,
 }
 
 impl ExtensionRelease {
@@ -35,7 +38,11 @@ impl ExtensionRelease {
         sysext_level: Option<&str>,
         arch: Arch,
         reload_manager: bool,
+        restart_units: Vec<String>,
     ) -> Result<Self> {
+        for unit in &restart_units {
+            validate_unit_name(unit)?;
+        }
         let os = os.unwrap_or(ANY_OS);
         validate_os_release_value("--os", os)?;
         let sysext_level = if os == ANY_OS {
@@ -56,6 +63,7 @@ impl ExtensionRelease {
             sysext_level,
             arch,
             reload_manager,
+            restart_units,
         })
     }
 
@@ -69,6 +77,12 @@ impl ExtensionRelease {
         if self.reload_manager {
             text.push_str("EXTENSION_RELOAD_MANAGER=1\n");
         }
+        if !self.restart_units.is_empty() {
+            text.push_str(&format!(
+                "EXTENSION_RESTART_UNITS=\"{}\"\n",
+                self.restart_units.join(" ")
+            ));
+        }
         text
     }
 
@@ -79,7 +93,11 @@ impl ExtensionRelease {
         for key in fields.keys() {
             if !matches!(
                 key.as_str(),
-                "ID" | "SYSEXT_LEVEL" | "ARCHITECTURE" | "EXTENSION_RELOAD_MANAGER"
+                "ID"
+                    | "SYSEXT_LEVEL"
+                    | "ARCHITECTURE"
+                    | "EXTENSION_RELOAD_MANAGER"
+                    | "EXTENSION_RESTART_UNITS"
             ) {
                 bail!("extension-release has the key {key}, which this tool never writes");
             }
@@ -97,17 +115,58 @@ impl ExtensionRelease {
                 bail!("extension-release has EXTENSION_RELOAD_MANAGER={other}, expected 1")
             }
         };
+        let restart_units = fields
+            .get("EXTENSION_RESTART_UNITS")
+            .map(|units| units.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
         let parsed = ExtensionRelease::new(
             Some(os),
             fields.get("SYSEXT_LEVEL").map(String::as_str),
             arch.parse()?,
             reload_manager,
+            restart_units,
         )?;
         if parsed.sysext_level.is_some() && !fields.contains_key("SYSEXT_LEVEL") {
             bail!("extension-release for ID={os} has no SYSEXT_LEVEL=");
         }
         Ok(parsed)
     }
+}
+
+/// Checks a unit name for `EXTENSION_RESTART_UNITS=`: what systemd-sysext accepts there (a plain
+/// or instance unit name, `split_unit_string` in src/sysext/sysext.c), so that systemd does not
+/// drop it with a warning at every merge.
+pub fn validate_unit_name(unit: &str) -> Result<()> {
+    const TYPES: [&str; 11] = [
+        "service",
+        "socket",
+        "target",
+        "device",
+        "mount",
+        "automount",
+        "swap",
+        "timer",
+        "path",
+        "slice",
+        "scope",
+    ];
+    let (prefix, suffix) = unit.rsplit_once('.').unwrap_or((unit, ""));
+    let valid = unit.len() <= 255
+        && TYPES.contains(&suffix)
+        && !prefix.is_empty()
+        && !prefix.starts_with('@')
+        && !prefix.ends_with('@')
+        && prefix.matches('@').count() <= 1
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '\\' | '@'));
+    if !valid {
+        bail!(
+            "{unit:?} is not a unit name systemd-sysext restarts: give a full unit name such as \
+             keepalived-sysext-apply.service (a template like foo@.service needs an instance)"
+        );
+    }
+    Ok(())
 }
 
 /// Parses os-release style `KEY=VALUE` lines (comments and blank lines skipped, values optionally
@@ -140,7 +199,7 @@ mod tests {
 
     #[test]
     fn flatcar_with_reload() {
-        let release = ExtensionRelease::new(Some("flatcar"), None, Arch::X86_64, true).unwrap();
+        let release = ExtensionRelease::new(Some("flatcar"), None, Arch::X86_64, true, vec![]).unwrap();
         let text = release.render();
         assert_eq!(
             text,
@@ -150,11 +209,30 @@ mod tests {
     }
 
     #[test]
+    fn restart_units_are_written_quoted_and_read_back() {
+        let units = vec!["a.service".to_string(), "b@x.service".to_string()];
+        let release =
+            ExtensionRelease::new(Some("flatcar"), None, Arch::X86_64, true, units).unwrap();
+        let text = release.render();
+        assert!(
+            text.ends_with("EXTENSION_RESTART_UNITS=\"a.service b@x.service\"\n"),
+            "{text}"
+        );
+        assert_eq!(ExtensionRelease::parse(&text).unwrap(), release);
+        for bad in ["a", "a.conf", "a@.service", "@a.service", "a/b.service", ".service"] {
+            let err = ExtensionRelease::new(None, None, Arch::X86_64, false, vec![bad.into()])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not a unit name systemd-sysext restarts"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn any_os_has_no_level() {
-        let release = ExtensionRelease::new(None, None, Arch::Arm64, false).unwrap();
+        let release = ExtensionRelease::new(None, None, Arch::Arm64, false, vec![]).unwrap();
         assert_eq!(release.render(), "ID=_any\nARCHITECTURE=arm64\n");
         assert_eq!(ExtensionRelease::parse(&release.render()).unwrap(), release);
-        let err = ExtensionRelease::new(None, Some("1.0"), Arch::Arm64, false).unwrap_err();
+        let err = ExtensionRelease::new(None, Some("1.0"), Arch::Arm64, false, vec![]).unwrap_err();
         assert!(err.to_string().contains("--sysext-level"), "{err}");
     }
 

@@ -32,6 +32,10 @@ pub struct Manifest {
     pub sysext_level: Option<String>,
     /// Whether extension-release sets `EXTENSION_RELOAD_MANAGER=1`.
     pub reload_manager: bool,
+    /// `EXTENSION_RESTART_UNITS=` of extension-release, in order; absent when there are none (so
+    /// manifests of images without it keep their bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_units: Vec<String>,
     /// SquashFS compressor: `xz`, `zstd` or `gzip`.
     pub compression: String,
     /// SquashFS data block size in bytes.

@@ -66,6 +66,10 @@ pub struct Args {
     /// Set EXTENSION_RELOAD_MANAGER=1 so systemd reloads units when the image is merged.
     #[arg(long)]
     pub reload_manager: bool,
+    /// List UNIT in EXTENSION_RESTART_UNITS=: systemd 262 and later restart it after merging or
+    /// refreshing the image and stop it on unmerge; repeatable.
+    #[arg(long = "restart-unit", value_name = "UNIT")]
+    pub restart_units: Vec<String>,
     /// Timestamp of every entry and of the superblock, in seconds since 1970
     /// [default: $SOURCE_DATE_EPOCH, else 0].
     #[arg(long, value_name = "N")]
@@ -123,6 +127,7 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         args.sysext_level.as_deref(),
         args.arch,
         args.reload_manager,
+        args.restart_units.clone(),
     )?;
     let epoch = match args.epoch {
         Some(epoch) => epoch,
@@ -219,6 +224,7 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         os: release.os.clone(),
         sysext_level: release.sysext_level.clone(),
         reload_manager: release.reload_manager,
+        restart_units: release.restart_units.clone(),
         compression: args.compression.to_string(),
         block_size: args.block_size,
         xz_filter: xz_filter.to_string(),

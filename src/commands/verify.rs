@@ -680,6 +680,13 @@ fn extension_release_check(image: &Image, manifest: &Manifest) -> Check {
                     release.reload_manager, manifest.reload_manager
                 ));
             }
+            if release.restart_units != manifest.restart_units {
+                problems.push(format!(
+                    "/{path}: EXTENSION_RESTART_UNITS is {:?} but the manifest says {:?}",
+                    release.restart_units.join(" "),
+                    manifest.restart_units.join(" ")
+                ));
+            }
         }
     }
     let others: Vec<&str> = release_files(image).filter(|p| *p != path).collect();
