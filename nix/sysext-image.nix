@@ -38,6 +38,8 @@ let
     "--os"
     "flatcar"
     "--reload-manager"
+    "--restart-unit"
+    "keepalived-sysext-apply.service"
     "--epoch"
     (toString epoch)
     "--update-url"
