@@ -140,6 +140,7 @@ fn keepalived_check(config: &str, address: &str) -> (i32, String) {
     fs::write(&script, block("track-script") + "\n").unwrap();
     in_namespaces(&format!(
         "mkdir -p /etc/keepalived && install -m 0755 {script} /etc/keepalived/check-apiserver.sh\n\
+         mount -t tmpfs tmpfs /var/lib && mkdir /var/lib/keepalived-sysext && echo 0 > /var/lib/keepalived-sysext/handover\n\
          ip link add eth0 type veth peer name peer0 && ip addr add {address}/24 dev eth0 && ip link set eth0 up\n\
          {keepalived} --config-test --log-console --use-file={conf}",
         script = script.display(),

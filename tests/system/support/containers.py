@@ -8,7 +8,8 @@ API (stable; used by tests/system/test_*.py and other fixture modules):
   dummy interfaces). The feed (support.feed) is
   served on 127.0.0.1 inside it, and keepalived's VRRP addresses land on ska0, never on the host.
   `Network.name`, `Network.path` (/run/netns/NAME), `Network.run(cmd, ...)` runs a host command inside it.
-- fixture `boot` (function): `boot(tree) -> Container` boots the directory tree (a `Root.copy`) and waits
+- fixture `boot` (function): `boot(tree, network=...) -> Container` boots the directory tree (a `Root.copy`),
+  in the run's shared namespace or in `network` (anything with .name and .path: support.cluster), and waits
   until `systemctl is-system-running --wait` returns; every container a test booted is stopped at teardown,
   whatever the test did.
 - `Container.run(*cmd, check=True, timeout=120)` runs cmd inside (all the container's namespaces, its root,
@@ -71,8 +72,9 @@ def cleanup_stale():
             m = pattern.match(a)
             if m and not _alive(int(m.group(1))):
                 os.kill(pid, signal.SIGKILL)
-    for path in glob.glob(f"/run/netns/{PREFIX}*-net"):
-        m = re.match(re.escape(PREFIX) + r"(\d+)-net$", os.path.basename(path))
+    # -net: the shared namespace below; -sw, -client and node names: support.cluster's.
+    for path in glob.glob(f"/run/netns/{PREFIX}*"):
+        m = re.match(re.escape(PREFIX) + r"(\d+)-[\w-]+$", os.path.basename(path))
         if m and not _alive(int(m.group(1))):
             run(["ip", "netns", "delete", os.path.basename(path)], check=False)
             if os.path.exists(path):
@@ -230,7 +232,7 @@ class Container:
 def boot(network, loop_nodes, tmp_path):
     started = []
 
-    def boot(tree, timeout=120):
+    def boot(tree, timeout=120, network=network):
         c = Container(str(tree), f"{PREFIX}{os.getpid()}-{len(started)}", network, loop_nodes,
                       str(tmp_path / f"nspawn-{len(started)}.log"))
         started.append(c)
