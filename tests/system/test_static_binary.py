@@ -1,7 +1,8 @@
 """The static keepalived of tests/e2e/build-keepalived, for both architectures (aarch64 under
 qemu-aarch64-static): statically linked for the right machine, and `keepalived -v` reports every configure
 flag of the test build (nix/keepalived.json's with the declared overrides of tests/e2e/sources.json, from
-tests/e2e/configure_flags.py) and the features those flags mean."""
+tests/e2e/configure_flags.py) and the features those flags mean. Likewise, in short, the older test-only
+keepalived (sources.json's testVersions) that the update tests run next to it."""
 
 import re
 import shlex
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from support.common import E2E, expect, keepalived_version, run
+from support.common import E2E, expect, keepalived_version, old_keepalived_version, run
 from support.keepalived import version_output
 from support.session import note, require
 
@@ -30,13 +31,42 @@ def binary(request, arch):
     return request.getfixturevalue(f"keepalived_{arch}")
 
 
-def test_is_static(arch, binary):
+@pytest.fixture
+def old_binary(request, arch):
+    return request.getfixturevalue(f"keepalived_{arch}_old")
+
+
+def expect_static(binary, machine):
     require("readelf")
-    machine = ARCHES[arch][0]
     headers = run(["readelf", "--file-header", "--program-headers", "--dynamic", binary]).stdout
     expect("INTERP" not in headers, f"{binary} has a PT_INTERP header (dynamically linked)")
     expect("(NEEDED)" not in headers, f"{binary} has DT_NEEDED entries")
     expect(re.search(r"Machine:.*" + re.escape(machine), headers), f"{binary} is not for {machine}")
+
+
+def test_is_static(arch, binary):
+    expect_static(binary, ARCHES[arch][0])
+
+
+def test_old_version_static_and_reports_version(arch, old_binary):
+    """The older keepalived: static, for the right machine, `keepalived -v` names its version (not the
+    product's) and the test build's flags for that version, without those its configure does not know."""
+    machine, qemu = ARCHES[arch]
+    expect_static(old_binary, machine)
+    if qemu:
+        require("qemu-aarch64-static")
+    out = version_output(old_binary, qemu)
+    version = old_keepalived_version()
+    expect(version != keepalived_version(), f"the test-only version {version} is the product's default")
+    expect(re.search(rf"^Keepalived v{re.escape(version)} ", out, re.M), f"no 'Keepalived v{version}' line:\n{out}")
+    m = re.search(r"^configure options: (.*)$", out, re.M)
+    expect(m, f"no 'configure options' line:\n{out}")
+    configured = shlex.split(m.group(1))
+    for flag in configure_flags.effective_flags(version=version):
+        expect(flag in configured, f"configure flag {flag} of the {version} test build not in: {m.group(1)}")
+    for flag, use, _ in configure_flags.overrides(version=version):
+        expect(flag not in configured, f"{flag} (overridden for {version}) still in: {m.group(1)}")
+    note(f"{arch} keepalived {version}: {out.splitlines()[0]}")
 
 
 def test_reports_test_build_flags_and_features(arch, binary, results):

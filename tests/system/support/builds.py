@@ -2,15 +2,19 @@
 keepalived binaries of tests/e2e/build-keepalived (cached under /var/cache/keepalived-sysext, keyed by
 their inputs), and images built from them with `sysext-assembler build` and the payload in files/.
 
+The older, test-only keepalived (tests/e2e/sources.json's testVersions, e.g. 2.2.7; never shipped) comes
+from the same script (`build-keepalived ARCH VERSION`), for the tests that need two real versions.
+
 Environment: SYSEXT_ASSEMBLER (a built sysext-assembler; default: cargo build --release --locked),
-KEEPALIVED_BIN_X86_64 / KEEPALIVED_BIN_AARCH64 (use these binaries instead of building)."""
+KEEPALIVED_BIN_X86_64 / KEEPALIVED_BIN_AARCH64 (use these binaries instead of building),
+KEEPALIVED_OLD_BIN_X86_64 / KEEPALIVED_OLD_BIN_AARCH64 (the same for the older version)."""
 
 import glob
 import os
 
 import pytest
 
-from support.common import E2E, PAYLOAD, REPO, expect, keepalived_version, run
+from support.common import E2E, PAYLOAD, REPO, expect, keepalived_version, old_keepalived_version, run
 
 # The two architectures the project ships: (keepalived build name, sysext ARCHITECTURE).
 ARCHES = {"x86_64": "x86-64", "aarch64": "arm64"}
@@ -26,10 +30,12 @@ def assembler():
     return path
 
 
-def _keepalived(arch):
-    path = os.environ.get(f"KEEPALIVED_BIN_{arch.upper()}")
+def _keepalived(arch, version=None, env_prefix="KEEPALIVED_BIN"):
+    """The static keepalived for ARCH: the data file's default, or VERSION (a test-only version)."""
+    path = os.environ.get(f"{env_prefix}_{arch.upper()}")
     if not path:
-        path = run([os.path.join(E2E, "build-keepalived"), arch], timeout=3600).stdout.strip().splitlines()[-1]
+        cmd = [os.path.join(E2E, "build-keepalived"), arch, *([version] if version else [])]
+        path = run(cmd, timeout=3600).stdout.strip().splitlines()[-1]
     expect(os.path.isabs(path) and os.access(path, os.X_OK), f"not an executable absolute path: {path!r}")
     return path
 
@@ -42,6 +48,17 @@ def keepalived_x86_64():
 @pytest.fixture(scope="session")
 def keepalived_aarch64():
     return _keepalived("aarch64")
+
+
+@pytest.fixture(scope="session")
+def keepalived_x86_64_old():
+    """The older, test-only keepalived (support.common.old_keepalived_version()) for x86-64."""
+    return _keepalived("x86_64", old_keepalived_version(), "KEEPALIVED_OLD_BIN")
+
+
+@pytest.fixture(scope="session")
+def keepalived_aarch64_old():
+    return _keepalived("aarch64", old_keepalived_version(), "KEEPALIVED_OLD_BIN")
 
 
 def assembler_build(assembler, arch, binary, out, *extra, version=None):

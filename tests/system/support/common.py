@@ -54,3 +54,12 @@ def keepalived_version():
     """The keepalived version the images carry: the data file's default."""
     with open(DATA) as f:
         return json.load(f)["default"]
+
+
+def old_keepalived_version():
+    """The older, test-only keepalived of tests/e2e/sources.json's testVersions (never shipped): the oldest
+    one listed, for the tests that need two real versions."""
+    with open(os.path.join(E2E, "sources.json")) as f:
+        versions = list(json.load(f).get("testVersions", {}))
+    expect(versions, "tests/e2e/sources.json lists no testVersions")
+    return min(versions, key=lambda v: tuple(int(part) for part in v.split(".")))
