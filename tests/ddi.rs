@@ -417,7 +417,10 @@ fn inspect_and_diff_show_the_disk_image() {
     ]);
     expect_status(&diff, 1);
     let text = stdout(&diff);
-    assert!(text.contains("signed by: (unsigned) -> "), "{text}");
+    assert!(
+        text.contains("signature (unchecked): (none) -> names certificate "),
+        "{text}"
+    );
     assert!(
         text.contains("partition root-x86-64-verity-sig: only in b"),
         "{text}"
@@ -689,4 +692,55 @@ fn a_tree_of_zero_blocks_is_a_damaged_image() {
     let out = run(&["verify".as_ref(), image.as_os_str()]);
     expect_status(&out, 1);
     assert!(stdout(&out).contains("0 data blocks"), "{}", stdout(&out));
+}
+
+/// Without --cert nothing checks the signature, and the fingerprint in the partition is the
+/// partition's own claim: a signature of random bytes is reported as present and unchecked,
+/// never as "signed by".
+#[test]
+fn an_unchecked_signature_is_reported_as_unchecked() {
+    let tmp = tempdir();
+    let (built, cert) = signed_ddi(tmp.path());
+    let parts = sfdisk_partitions(&built.image);
+    let mut bytes = fs::read(&built.image).unwrap();
+    let at = (parts[2].1 * 512) as usize;
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes[at..].split(|&b| b == 0).next().unwrap()).unwrap();
+    let forged = serde_json::json!({
+        "rootHash": json["rootHash"],
+        "certificateFingerprint": json["certificateFingerprint"],
+        "signature": "cmFuZG9tIGJ5dGVzLCBub3QgYSBzaWduYXR1cmU=",
+    })
+    .to_string();
+    bytes[at..at + 16384].fill(0);
+    bytes[at..at + forged.len()].copy_from_slice(forged.as_bytes());
+    let image = crafted_download(&tmp.path().join("forged"), &built, &bytes);
+
+    let out = run(&["verify".as_ref(), image.as_os_str()]);
+    let text = stdout(&out);
+    assert!(!text.contains("signed by"), "{text}");
+    assert!(
+        text.contains("ok        signature: signature present, unchecked"),
+        "{text}"
+    );
+    let inspect = run(&["inspect".as_ref(), image.as_os_str()]);
+    expect_status(&inspect, 0);
+    assert!(!stdout(&inspect).contains("signed by"), "{}", stdout(&inspect));
+    assert!(
+        stdout(&inspect).contains("signature present, unchecked"),
+        "{}",
+        stdout(&inspect)
+    );
+    let checked = run(&[
+        "verify".as_ref(),
+        "--cert".as_ref(),
+        cert.as_os_str(),
+        image.as_os_str(),
+    ]);
+    expect_status(&checked, 1);
+    assert!(
+        stdout(&checked).contains("MISMATCH  signature"),
+        "{}",
+        stdout(&checked)
+    );
 }

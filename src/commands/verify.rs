@@ -403,16 +403,18 @@ fn ddi_checks(
                     match base64::decode(&json.signature) {
                         Err(err) => problems.push(format!("the signature is not base64: {err}")),
                         Ok(der) => {
-                            if let Err(why) = signing::verify(&json.root_hash, &der, path)? {
+                            if let Err(why) = signing::verify(&json.root_hash, &der, certificate, path)? {
                                 problems.push(why);
                             }
                         }
                     }
                     format!("signature checked against {}", path.display())
                 }
+                // Nothing here covers the fingerprint: it is the partition's own claim.
                 None => format!(
-                    "signed by certificate {}; give --cert to check the signature itself",
-                    found.unwrap_or("(none named)")
+                    "signature present, unchecked: it names certificate {}, which only --cert \
+                     FILE checks",
+                    found.unwrap_or("(none)")
                 ),
             }
         }
