@@ -744,3 +744,33 @@ fn an_unchecked_signature_is_reported_as_unchecked() {
         stdout(&checked)
     );
 }
+
+/// `--cert` means one certificate. openssl's -certfile also trusts `X509 CERTIFICATE` and
+/// `TRUSTED CERTIFICATE` blocks, so a file holding the release certificate and another one
+/// under either label would verify an image the other key signed: such files are refused.
+#[test]
+fn a_certificate_file_with_another_pem_block_is_refused() {
+    let tmp = tempdir();
+    let (built, release_cert) = signed_ddi(tmp.path());
+    let keys = tmp.path().join("keys");
+    let (_, other_cert) = rsa_key(&keys, "other");
+    let release = fs::read_to_string(&release_cert).unwrap();
+    let other = fs::read_to_string(&other_cert).unwrap();
+    for label in ["X509 CERTIFICATE", "TRUSTED CERTIFICATE", "CERTIFICATE"] {
+        let relabelled = other.replace("CERTIFICATE", label);
+        // The key that signed the image (release) hides behind a certificate shown first.
+        let file = write_text(tmp.path(), "bundle.pem", &format!("{relabelled}{release}"));
+        let out = run(&[
+            "verify".as_ref(),
+            "--cert".as_ref(),
+            file.as_os_str(),
+            built.image.as_os_str(),
+        ]);
+        expect_status(&out, 2);
+        assert!(
+            stderr(&out).contains("exactly one") || stderr(&out).contains("a file of its own"),
+            "{label}: {}",
+            stderr(&out)
+        );
+    }
+}
