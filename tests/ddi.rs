@@ -725,7 +725,11 @@ fn an_unchecked_signature_is_reported_as_unchecked() {
     );
     let inspect = run(&["inspect".as_ref(), image.as_os_str()]);
     expect_status(&inspect, 0);
-    assert!(!stdout(&inspect).contains("signed by"), "{}", stdout(&inspect));
+    assert!(
+        !stdout(&inspect).contains("signed by"),
+        "{}",
+        stdout(&inspect)
+    );
     assert!(
         stdout(&inspect).contains("signature present, unchecked"),
         "{}",
@@ -772,5 +776,58 @@ fn a_certificate_file_with_another_pem_block_is_refused() {
             "{label}: {}",
             stderr(&out)
         );
+    }
+}
+
+/// Two `sign` runs with different keys on one unsigned image: the directory lock is held from
+/// the check to the write, so one signs and the other finds the image signed and refuses.
+#[test]
+fn concurrent_signs_with_two_keys_sign_once() {
+    let tmp = tempdir();
+    let keys = tmp.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (key_a, cert_a) = rsa_key(&keys, "a");
+    let (key_b, cert_b) = rsa_key(&keys, "b");
+    let built = build_ddi(tmp.path());
+    let pristine = tmp.path().join("pristine");
+    fs::create_dir(&pristine).unwrap();
+    for entry in fs::read_dir(&built.dir).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, pristine.join(path.file_name().unwrap())).unwrap();
+    }
+    for round in 0..3 {
+        for entry in fs::read_dir(&pristine).unwrap() {
+            let path = entry.unwrap().path();
+            fs::copy(&path, built.dir.join(path.file_name().unwrap())).unwrap();
+        }
+        let spawn = |key: &Path, cert: &Path| {
+            command(&[
+                "sign".as_ref(),
+                "--key".as_ref(),
+                key.as_os_str(),
+                "--cert".as_ref(),
+                cert.as_os_str(),
+                built.image.as_os_str(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        };
+        let children = [spawn(&key_a, &cert_a), spawn(&key_b, &cert_b)];
+        let outputs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let succeeded = outputs.iter().filter(|o| o.status.success()).count();
+        assert_eq!(
+            succeeded,
+            1,
+            "round {round}: {} of 2 signs succeeded: {:?}",
+            succeeded,
+            outputs.iter().map(stderr).collect::<Vec<_>>()
+        );
+        let refused = outputs.iter().find(|o| !o.status.success()).unwrap();
+        expect_error_naming(refused, "is already signed");
     }
 }
