@@ -29,19 +29,30 @@ pub fn match_pattern(name: &str) -> String {
     format!("{name}-{}-%a.raw", version_with_v("@v"))
 }
 
-/// Checks the feed URL: sysupdate's url-file source fetches over HTTP(S) only.
+/// Checks the feed URL: https only (sysupdate would fetch http:// too, but then anyone on the
+/// path chooses what a node is offered when no signature is checked, and sees what it fetches),
+/// and a plain directory URL: sysupdate appends `SHA256SUMS` and the image names to it, so a
+/// `?` or `#` would put them into a query or fragment, and a `%` escape would make the name on
+/// the server differ from the name in the transfer file.
 pub fn validate_update_url(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let Some(rest) = rest else {
-        bail!("--update-url {url:?}: must start with https:// (systemd-sysupdate fetches url-file sources over HTTP(S))");
+    let Some(rest) = url.strip_prefix("https://") else {
+        bail!(
+            "--update-url {url:?}: must start with https:// (plain http:// is refused: give the \
+             feed's https:// URL)"
+        );
     };
     if rest.is_empty() || rest.starts_with('/') {
         bail!("--update-url {url:?}: has no host");
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         bail!("--update-url {url:?}: contains whitespace or control characters");
+    }
+    if let Some(c) = url.chars().find(|c| matches!(c, '?' | '#' | '%')) {
+        bail!(
+            "--update-url {url:?}: contains {c:?}; give the plain URL of the feed's directory \
+             (no query, fragment or %-escape: sysupdate appends SHA256SUMS and the image names \
+             to it)"
+        );
     }
     Ok(())
 }
@@ -118,6 +129,10 @@ mod tests {
             "https://",
             "https:///x",
             "https://a b/",
+            "http://example.org/feed/",
+            "https://example.org/feed/?token=1",
+            "https://example.org/feed/#x",
+            "https://example.org/f%65ed/",
         ] {
             assert!(render_transfer("k", url).is_err(), "{url} accepted");
         }
