@@ -380,9 +380,7 @@ fn disk_image_differences(a: &Image, b: &Image) -> Vec<String> {
                     None => "(none)".into(),
                     Some(s) => format!(
                         "names certificate {}",
-                        s.certificate_fingerprint
-                            .as_deref()
-                            .unwrap_or("(none)")
+                        s.certificate_fingerprint.as_deref().unwrap_or("(none)")
                     ),
                 },
             ),
