@@ -30,7 +30,8 @@ rustPlatform.buildRustPackage {
   # The tests check the tool against independent implementations: unsquashfs and mksquashfs
   # (squashfsTools); from util-linux, taskset for the one-core determinism run and sfdisk to read
   # a DDI's partition table; strace to kill a build at each rename and fsync (tests/crash.rs);
-  # gpg for the Butane config's signing key; PyYAML for parsing the Butane output; veritysetup
+  # gpg for the Butane config's signing key and the feed's test keys, and gpgv (also gnupg's),
+  # which `verify --keyring` runs; PyYAML for parsing the Butane output; veritysetup
   # (cryptsetup's default output) to check a DDI's dm-verity hash tree; openssl (its default
   # output, bin) for the test keys and to check signatures, and which `sign` itself runs
   # (tests/ddi.rs).

@@ -288,7 +288,7 @@ impl Ddi {
     }
 
     /// A reader of the root partition alone: the SquashFS.
-    pub fn root_reader(&self, file: File) -> BufReader<Window> {
+    pub fn root_reader<R: Read + Seek>(&self, file: R) -> BufReader<Window<R>> {
         BufReader::with_capacity(
             1 << 16,
             Window {
@@ -367,14 +367,20 @@ pub fn read(file: &mut (impl Read + Seek), len: u64) -> Result<Ddi> {
         .context("cannot read the verity superblock")?;
     let superblock =
         Superblock::decode(&head).context("the root-verity partition holds no usable hash tree")?;
+    // The partitions lie inside the file (gpt::read checked), so comparing the block count with
+    // the root partition's bounds every size computed from it by the file's length.
     ensure!(
-        superblock.data_blocks * BLOCK_SIZE <= root.size(),
+        superblock.data_blocks >= 1,
+        "the verity superblock covers 0 data blocks: the hash tree protects nothing"
+    );
+    ensure!(
+        superblock.data_blocks <= root.size() / BLOCK_SIZE,
         "the hash tree covers {} blocks, more than the root partition's {}",
         superblock.data_blocks,
         root.size() / BLOCK_SIZE
     );
     ensure!(
-        verity::area_size(superblock.data_blocks) <= verity.size(),
+        verity::area_size(superblock.data_blocks).is_some_and(|size| size <= verity.size()),
         "the root-verity partition is too small for a tree of {} blocks",
         superblock.data_blocks
     );
@@ -411,13 +417,18 @@ fn read_signature(file: &mut (impl Read + Seek), p: &Partition) -> Result<Signat
 
 /// Recomputes the hash tree from the root partition and compares it with the verity partition
 /// byte for byte. Returns the recomputed root hash, or what differs.
-pub fn check_tree(file: &mut File, ddi: &Ddi) -> Result<std::result::Result<[u8; 32], String>> {
+pub fn check_tree(
+    file: &mut (impl Read + Seek),
+    ddi: &Ddi,
+) -> Result<std::result::Result<[u8; 32], String>> {
     let sb = &ddi.superblock;
-    let mut data = ddi
-        .root_reader(file.try_clone()?)
-        .take(sb.data_blocks * BLOCK_SIZE);
-    let tree = verity::compute(&mut data, sb.data_blocks, &sb.salt, sb.uuid)
-        .context("cannot read the root partition")?;
+    let tree = {
+        let mut data = ddi
+            .root_reader(&mut *file)
+            .take(sb.data_blocks * BLOCK_SIZE);
+        verity::compute(&mut data, sb.data_blocks, &sb.salt, sb.uuid)
+            .context("cannot read the root partition")?
+    };
     let mut stored = vec![0u8; tree.area.len()];
     file.seek(SeekFrom::Start(ddi.verity.offset()))?;
     file.read_exact(&mut stored)
@@ -441,14 +452,14 @@ pub fn check_tree(file: &mut File, ddi: &Ddi) -> Result<std::result::Result<[u8;
 
 /// A window onto one partition of the image file, so the SquashFS reader sees offset 0 at the
 /// partition's start and nothing past its end.
-pub struct Window {
-    file: File,
+pub struct Window<R> {
+    file: R,
     start: u64,
     len: u64,
     pos: u64,
 }
 
-impl Read for Window {
+impl<R: Read + Seek> Read for Window<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.len.saturating_sub(self.pos);
         let want = (buf.len() as u64).min(left) as usize;
@@ -462,7 +473,7 @@ impl Read for Window {
     }
 }
 
-impl Seek for Window {
+impl<R> Seek for Window<R> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(n) => Some(n),

@@ -11,6 +11,27 @@ use sha2::{Digest, Sha256};
 
 use crate::hex;
 
+/// Lowercase hex sha256 of the open `file` (`path` names it in errors), read with positional
+/// reads from its start: the file offset, which another reader of the same open file may be
+/// using, is neither used nor moved.
+pub fn sha256_open(file: &File, path: &Path) -> Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = file
+            .read_at(&mut buf, offset)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
 /// Lowercase hex sha256 of the file at `path`.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

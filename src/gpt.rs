@@ -101,6 +101,8 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// Byte offset of the partition. For a table [`read`] returned, offset and size are
+    /// checked to lie inside the file; tables `ddi::write` builds are small by construction.
     pub fn offset(&self) -> u64 {
         self.first_lba * SECTOR
     }
@@ -224,7 +226,18 @@ fn read_at(file: &mut (impl Read + Seek), offset: u64, len: usize) -> Result<Vec
     Ok(buf)
 }
 
-/// Parses and checks one header and its entry array; `Ok` holds the table it describes.
+/// The byte range `first_lba..=last_lba` covers, or `None` when it does not fit a u64 (only a
+/// hostile table claims such sectors; a table that [`read`] returned always fits its file).
+fn byte_range(first_lba: u64, last_lba: u64) -> Option<(u64, u64)> {
+    let start = first_lba.checked_mul(SECTOR)?;
+    let end = last_lba.checked_add(1)?.checked_mul(SECTOR)?;
+    (start < end).then_some((start, end))
+}
+
+/// Parses and checks one header and its entry array; `Ok` holds the table it describes. Every
+/// number is checked in u64 without wrapping before it becomes an offset: the usable range and
+/// every partition lie inside the file, between the primary and the backup structures, and no
+/// two partitions share a byte.
 fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result<Table> {
     let h = read_at(file, lba * SECTOR, SECTOR as usize)?;
     let u32_at = |at: usize| u32::from_le_bytes(h[at..at + 4].try_into().unwrap());
@@ -251,7 +264,18 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
         "GPT header at sector {lba} says it is at {}",
         u64_at(24)
     );
+    // `read` checked that the file holds more sectors than both tables take.
     let disk_sectors = file_len / SECTOR;
+    let last_lba = disk_sectors - 1;
+    let primary = lba == 1;
+    let alternate_lba = u64_at(32);
+    let expected_alternate = if primary { last_lba } else { 1 };
+    ensure!(
+        alternate_lba == expected_alternate,
+        "GPT header at sector {lba} puts the other header at sector {alternate_lba}, not at \
+         {expected_alternate} (the file has {disk_sectors} sectors: the file may be cut short or \
+         extended)"
+    );
     let (first_usable_lba, last_usable_lba) = (u64_at(40), u64_at(48));
     let entries_lba = u64_at(72);
     let (count, size) = (u32_at(80) as usize, u32_at(84) as usize);
@@ -262,13 +286,21 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
     ensure!(
         first_usable_lba >= PRIMARY_SECTORS
             && last_usable_lba >= first_usable_lba
-            && last_usable_lba + BACKUP_SECTORS < disk_sectors,
-        "GPT usable range {first_usable_lba}..={last_usable_lba} does not fit the file's \
-         {disk_sectors} sectors (the file may be cut short)"
+            && last_usable_lba < disk_sectors - BACKUP_SECTORS,
+        "GPT usable range {first_usable_lba}..={last_usable_lba} does not fit between the \
+         tables of the file's {disk_sectors} sectors (the file may be cut short)"
     );
+    // The entry array lies outside the usable range: after the header and before the first
+    // usable sector (primary), or after the last usable sector and before the header (backup).
+    let entries_fit = match entries_lba.checked_add(ENTRY_SECTORS) {
+        Some(end) if primary => entries_lba >= 2 && end <= first_usable_lba,
+        Some(end) => entries_lba > last_usable_lba && end <= lba,
+        None => false,
+    };
     ensure!(
-        entries_lba + ENTRY_SECTORS <= disk_sectors,
-        "GPT entry array lies beyond the end of the file"
+        entries_fit,
+        "GPT entry array at sector {entries_lba} overlaps the usable range or a header, or lies \
+         beyond the end of the file"
     );
     let entries = read_at(file, entries_lba * SECTOR, ENTRY_COUNT * ENTRY_SIZE)?;
     ensure!(
@@ -277,6 +309,7 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
     );
 
     let mut partitions = Vec::new();
+    let mut ranges = Vec::new();
     for (index, e) in entries.chunks(ENTRY_SIZE).enumerate() {
         let type_guid = Guid::from_gpt(&e[0..16]);
         if type_guid.is_zero() {
@@ -290,11 +323,16 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
              range {first_usable_lba}..={last_usable_lba}",
             index + 1
         );
+        // Inside the usable range, so inside the file: the byte range cannot overflow.
+        let (start, end) = byte_range(first_lba, last_lba)
+            .filter(|&(_, end)| end <= file_len)
+            .with_context(|| format!("GPT partition {} lies beyond the file", index + 1))?;
         let units: Vec<u16> = e[56..128]
             .chunks(2)
             .map(|u| u16::from_le_bytes([u[0], u[1]]))
             .take_while(|&u| u != 0)
             .collect();
+        ranges.push((start, end, partitions.len()));
         partitions.push(Partition {
             type_guid,
             uuid: Guid::from_gpt(&e[16..32]),
@@ -304,14 +342,19 @@ fn read_header(file: &mut (impl Read + Seek), lba: u64, file_len: u64) -> Result
             name: String::from_utf16_lossy(&units),
         });
     }
-    let mut sorted: Vec<&Partition> = partitions.iter().collect();
-    sorted.sort_by_key(|p| p.first_lba);
-    for pair in sorted.windows(2) {
+    // Byte ranges, half-open: two partitions overlap when one starts before the other ends.
+    ranges.sort_unstable();
+    for pair in ranges.windows(2) {
+        let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
         ensure!(
-            pair[0].last_lba < pair[1].first_lba,
-            "GPT partitions {:?} and {:?} overlap",
-            pair[0].name,
-            pair[1].name
+            end <= start,
+            "GPT partitions {:?} and {:?} overlap (bytes {}..{} and {}..{})",
+            partitions[a].name,
+            partitions[b].name,
+            pair[0].0,
+            end,
+            start,
+            pair[1].1
         );
     }
     Ok(Table {

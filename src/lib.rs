@@ -15,6 +15,7 @@ pub mod image_reader;
 pub mod listing;
 pub mod manifest;
 pub mod names;
+pub mod openpgp;
 pub mod output;
 pub mod payload;
 pub mod provisioning;

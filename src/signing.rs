@@ -99,18 +99,23 @@ pub fn sign(root_hash_hex: &str, key: &Path, cert: &Path) -> Result<Vec<u8>> {
     Ok(first)
 }
 
-/// Checks `signature` (DER PKCS#7) over `root_hash_hex` against `cert` alone. `Ok(Err(why))`
-/// when it does not verify.
+/// Checks `signature` (DER PKCS#7) over `root_hash_hex` against `cert` alone, read from
+/// `cert_path`. openssl is given the one certificate as parsed here, written anew, never the
+/// user's file: what is checked is exactly the certificate whose fingerprint is reported,
+/// whatever else the file held or came to hold. `Ok(Err(why))` when it does not verify.
 pub fn verify(
     root_hash_hex: &str,
     signature: &[u8],
-    cert: &Path,
+    cert: &Certificate,
+    cert_path: &Path,
 ) -> Result<std::result::Result<(), String>> {
     let work = tempfile::tempdir().context("cannot create a temporary directory")?;
     let data = work.path().join("roothash");
     let sig = work.path().join("signature.p7s");
+    let trusted = work.path().join("trusted.pem");
     fs::write(&data, root_hash_hex)?;
     fs::write(&sig, signature)?;
+    fs::write(&trusted, cert.pem())?;
     let args: [&OsStr; 15] = [
         "smime".as_ref(),
         "-verify".as_ref(),
@@ -122,7 +127,7 @@ pub fn verify(
         "-content".as_ref(),
         data.as_os_str(),
         "-certfile".as_ref(),
-        cert.as_os_str(),
+        trusted.as_os_str(),
         "-nointern".as_ref(),
         "-noverify".as_ref(),
         "-out".as_ref(),
@@ -133,8 +138,9 @@ pub fn verify(
         Ok(Ok(()))
     } else {
         Ok(Err(format!(
-            "the signature does not verify against {}: {}",
-            cert.display(),
+            "the signature does not verify against {} (certificate {}): {}",
+            cert_path.display(),
+            cert.fingerprint(),
             String::from_utf8_lossy(&output.stderr)
                 .lines()
                 .next()

@@ -11,32 +11,49 @@ use anyhow::{bail, Result};
 /// File name to lowercase hex SHA-256, sorted by file name (byte order).
 pub type Sums = BTreeMap<String, String>;
 
-/// Parses `sha256sum` output: `<64 hex>  <file>` (text mode) or `<64 hex> *<file>` (binary mode).
-/// A malformed line is an error rather than being dropped, so a merge never silently loses an
-/// entry of a published feed.
+/// Parses `sha256sum` output: `<64 hex>  <file>` (text mode) or `<64 hex> *<file>` (binary mode),
+/// accepting exactly what systemd-sysupdate 257 accepts (`resource_load_from_web` in
+/// src/sysupdate/sysupdate-resource.c): every line ends in `\n` (no `\r`, no blank line, the
+/// last line too), and a file name is a valid file name (not `.` or `..`, no `/`, at most 255
+/// bytes) without control characters. A line sysupdate would refuse makes it refuse the whole
+/// list, so it is an error here too, never dropped: a merge never silently loses an entry of a
+/// published feed, and `verify` never accepts a list the nodes would refuse.
 pub fn parse(text: &str) -> Result<Sums> {
     let mut sums = Sums::new();
-    for (number, line) in text.lines().enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let malformed = || {
+    for (number, raw) in text.split_inclusive('\n').enumerate() {
+        let line = raw.strip_suffix('\n').unwrap_or(raw);
+        let malformed = |why: &str| {
             anyhow::anyhow!(
-                "SHA256SUMS line {}: {line:?} is not `<64 hex digits>  <file name>`; fix or remove \
-                 the line",
+                "SHA256SUMS line {}: {line:?} is not `<64 hex digits>  <file name>` and a \
+                 newline ({why}, which systemd-sysupdate refuses); fix or remove the line",
                 number + 1
             )
         };
+        if !raw.ends_with('\n') {
+            return Err(malformed("no newline at its end: the list looks truncated"));
+        }
+        if line.is_empty() {
+            return Err(malformed("a blank line"));
+        }
         if line.len() < 67 || !line.is_char_boundary(64) {
-            return Err(malformed());
+            return Err(malformed("too short"));
         }
         let (hash, rest) = line.split_at(64);
         let file = rest
             .strip_prefix("  ")
             .or_else(|| rest.strip_prefix(" *"))
-            .ok_or_else(malformed)?;
-        if !hash.bytes().all(|b| b.is_ascii_hexdigit()) || file.is_empty() || file.contains('/') {
-            return Err(malformed());
+            .ok_or_else(|| malformed("no two-character separator"))?;
+        if !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(malformed("the hash is not 64 hex digits"));
+        }
+        if file.chars().any(char::is_control) {
+            return Err(malformed(
+                "a control character, such as \\r, in the file name",
+            ));
+        }
+        if file.is_empty() || file == "." || file == ".." || file.contains('/') || file.len() > 255
+        {
+            return Err(malformed("not a file name"));
         }
         if sums
             .insert(file.to_string(), hash.to_ascii_lowercase())
@@ -89,10 +106,22 @@ mod tests {
             &format!("{A} x"),
             &format!("{}  x", &A[..63]),
             &format!("{A}  a/b"),
+            &format!("{A}  ..\n"),
+            &format!("{A}  .\n"),
+            &format!("{A}  x.raw\r\n"),
+            &format!("{A}  x.raw\t\n"),
+            &format!("{A}  x.raw"),
+            "\n",
+            &format!("\n{A}  x.raw\n"),
         ] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains("line 1"), "{err}");
         }
         assert!(parse(&format!("{A}  x\n{B}  x\n")).is_err());
+        // `\r\r\n`: not a line for x.raw and one for "x.raw\r", but a refused list.
+        let err = parse(&format!("{A}  x.raw\n{B}  x.raw\r\r\n")).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(err.to_string().contains("control character"), "{err}");
+        assert!(parse("").unwrap().is_empty());
     }
 }

@@ -29,19 +29,50 @@ pub fn match_pattern(name: &str) -> String {
     format!("{name}-{}-%a.raw", version_with_v("@v"))
 }
 
-/// Checks the feed URL: sysupdate's url-file source fetches over HTTP(S) only.
+/// Whether `authority` (the part of an http:// URL before the path) names this machine: an
+/// IPv4 loopback address, `[::1]` or `localhost`, with or without a port, without user info.
+fn is_loopback(authority: &str) -> bool {
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next() == Some("::1"),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks the feed URL: https (sysupdate would fetch http:// too, but then anyone on the path
+/// chooses what a node is offered when no signature is checked, and sees what it fetches), or
+/// http:// to a loopback address, which never leaves the machine (a local mirror or proxy; the
+/// system tests' feeds); and a plain directory URL: sysupdate appends `SHA256SUMS` and the image
+/// names to it, so a `?` or `#` would put them into a query or fragment, and a `%` escape would
+/// make the name on the server differ from the name in the transfer file.
 pub fn validate_update_url(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let Some(rest) = rest else {
-        bail!("--update-url {url:?}: must start with https:// (systemd-sysupdate fetches url-file sources over HTTP(S))");
+    let loopback_http = url
+        .strip_prefix("http://")
+        .filter(|rest| is_loopback(rest.split('/').next().unwrap_or("")));
+    let Some(rest) = url.strip_prefix("https://").or(loopback_http) else {
+        bail!(
+            "--update-url {url:?}: must start with https:// (plain http:// is refused, except to \
+             a loopback address such as 127.0.0.1: give the feed's https:// URL)"
+        );
     };
     if rest.is_empty() || rest.starts_with('/') {
         bail!("--update-url {url:?}: has no host");
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         bail!("--update-url {url:?}: contains whitespace or control characters");
+    }
+    if let Some(c) = url.chars().find(|c| matches!(c, '?' | '#' | '%')) {
+        bail!(
+            "--update-url {url:?}: contains {c:?}; give the plain URL of the feed's directory \
+             (no query, fragment or %-escape: sysupdate appends SHA256SUMS and the image names \
+             to it)"
+        );
     }
     Ok(())
 }
@@ -111,6 +142,18 @@ mod tests {
     }
 
     #[test]
+    fn loopback_http_is_accepted() {
+        for url in [
+            "http://127.0.0.1:8080/feed/",
+            "http://127.0.0.53/feed/",
+            "http://localhost/feed/",
+            "http://[::1]:80/feed/",
+        ] {
+            render_transfer("k", url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
     fn bad_urls_are_refused() {
         for url in [
             "ftp://x/",
@@ -118,6 +161,13 @@ mod tests {
             "https://",
             "https:///x",
             "https://a b/",
+            "http://example.org/feed/",
+            "http://127.0.0.1.example.org/feed/",
+            "http://127.0.0.1@example.org/feed/",
+            "http://[::2]/feed/",
+            "https://example.org/feed/?token=1",
+            "https://example.org/feed/#x",
+            "https://example.org/f%65ed/",
         ] {
             assert!(render_transfer("k", url).is_err(), "{url} accepted");
         }

@@ -108,11 +108,14 @@ pub struct Certificate {
 }
 
 impl Certificate {
-    /// The one certificate in PEM `text`. systemd reads certificates with OpenSSL's
-    /// PEM_read_X509, which takes the first `CERTIFICATE` block of a file and ignores the rest,
-    /// so a file with several is refused rather than half used; a private key is refused so that
-    /// it never ends up on a node. This is a structural check (PEM armor, base64, one DER
-    /// SEQUENCE holding a SEQUENCE), not a full X.509 parse.
+    /// The one certificate in PEM `text`: the file must hold exactly one PEM block, labelled
+    /// `CERTIFICATE`, and nothing else PEM. systemd reads certificates with OpenSSL's
+    /// PEM_read_X509, which takes the first certificate of a file and ignores the rest, while
+    /// `openssl smime -certfile` trusts every certificate in the file, `X509 CERTIFICATE` and
+    /// `TRUSTED CERTIFICATE` blocks included: so a file with more than one block, or a block
+    /// of another label, is refused rather than half used or used more widely than shown. A
+    /// private key is refused so that it never ends up on a node. This is a structural check
+    /// (PEM armor, base64, one DER SEQUENCE holding a SEQUENCE), not a full X.509 parse.
     pub fn from_pem(text: &str) -> Result<Certificate> {
         if text.contains("PRIVATE KEY-----") {
             bail!(
@@ -122,7 +125,24 @@ impl Certificate {
         }
         const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
         const END: &str = "-----END CERTIFICATE-----";
-        let count = text.matches(BEGIN).count();
+        // Every PEM block OpenSSL's reader could find, by its label.
+        let labels: Vec<&str> = text
+            .match_indices("-----BEGIN ")
+            .map(|(at, begin)| {
+                let rest = &text[at + begin.len()..];
+                let line = rest.lines().next().unwrap_or("");
+                line.strip_suffix("-----").unwrap_or(line)
+            })
+            .collect();
+        if let Some(other) = labels.iter().find(|l| **l != "CERTIFICATE") {
+            bail!(
+                "it holds a PEM block labelled {other:?}: give a file with exactly one \
+                 {BEGIN} block and nothing else (openssl would trust an `X509 CERTIFICATE` or \
+                 `TRUSTED CERTIFICATE` block too; rewrite it with `openssl x509 -in FILE -out \
+                 cert.pem`)"
+            );
+        }
+        let count = labels.len();
         if count == 0 {
             bail!(
                 "it has no PEM certificate ({BEGIN}); convert a DER certificate with \
@@ -131,8 +151,9 @@ impl Certificate {
         }
         if count > 1 {
             bail!(
-                "it holds {count} certificates, and systemd reads only the first of a file: give \
-                 each certificate in a file of its own (one --verity-certificate each)"
+                "it holds {count} certificates, and a certificate file holds exactly one (systemd \
+                 reads only the first, openssl trusts all): give each certificate in a file of \
+                 its own (one --verity-certificate each)"
             );
         }
         let start = text.find(BEGIN).unwrap() + BEGIN.len();

@@ -120,9 +120,13 @@ fn level_blocks(data_blocks: u64) -> Vec<u64> {
     levels
 }
 
-/// Bytes of the hash area for `data_blocks` blocks of data, superblock included.
-pub fn area_size(data_blocks: u64) -> u64 {
-    (1 + level_blocks(data_blocks).iter().sum::<u64>()) * BLOCK_SIZE
+/// Bytes of the hash area for `data_blocks` blocks of data, superblock included; `None` when
+/// that does not fit a u64 (a block count no file of this world holds).
+pub fn area_size(data_blocks: u64) -> Option<u64> {
+    level_blocks(data_blocks)
+        .iter()
+        .try_fold(1u64, |sum, &blocks| sum.checked_add(blocks))?
+        .checked_mul(BLOCK_SIZE)
 }
 
 fn salted_hash(salt: &[u8], block: &[u8]) -> [u8; DIGEST_SIZE] {
@@ -170,7 +174,7 @@ pub fn compute(
         data_blocks,
         salt: salt.to_vec(),
     };
-    let mut area = Vec::with_capacity(area_size(data_blocks) as usize);
+    let mut area = Vec::with_capacity(area_size(data_blocks).unwrap_or(0) as usize);
     area.extend_from_slice(&superblock.encode());
     area.resize(BLOCK_SIZE as usize, 0);
     for level in levels.iter().rev() {
@@ -191,7 +195,8 @@ mod tests {
         assert_eq!(level_blocks(129), vec![2, 1]);
         assert_eq!(level_blocks(128 * 128), vec![128, 1]);
         assert_eq!(level_blocks(128 * 128 + 1), vec![129, 2, 1]);
-        assert_eq!(area_size(129), 4 * BLOCK_SIZE);
+        assert_eq!(area_size(129), Some(4 * BLOCK_SIZE));
+        assert_eq!(area_size(u64::MAX), None);
     }
 
     #[test]

@@ -281,6 +281,93 @@ TsG4ed1jnBcAut2Y42uqUIM4Lmp/z41R1/sWFGCAyJzqpKpCNCwAEvvn+WHNO1L4\n\
 ";
 
 /// The SHA-256 of a PEM certificate's DER, by coreutils' base64 and sha256sum.
+/// A copy of `manifest` as `build --format ddi` (`fingerprint` None) or `sign` (the signing
+/// certificate's fingerprint) would write it: what butane reads of a DDI.
+fn manifest_as(dir: &Path, manifest: &Path, fingerprint: Option<&str>) -> PathBuf {
+    let mut value: Value = serde_json::from_str(&fs::read_to_string(manifest).unwrap()).unwrap();
+    value["ddi"] = json!({"root_hash": "ab".repeat(32), "salt": "cd".repeat(32)});
+    if let Some(fingerprint) = fingerprint {
+        value["ddi"]["certificate_fingerprint"] = fingerprint.into();
+    }
+    let path = dir.join(format!(
+        "ddi-{}.manifest.json",
+        fingerprint.unwrap_or("unsigned")
+    ));
+    fs::write(&path, value.to_string()).unwrap();
+    path
+}
+
+/// Trust settings that contradict the image are refused with what to do: the node would refuse
+/// its own keepalived (and, the policy holding for every extension, merge nothing), or the
+/// certificates would check nothing.
+#[test]
+fn trust_settings_contradicting_the_manifest_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let cert_a = tmp.path().join("a.pem");
+    fs::write(&cert_a, CERT_A).unwrap();
+    let signed_by_b = manifest_as(tmp.path(), &built.manifest, Some(&der_sha256(CERT_B)));
+    let signed_by_a = manifest_as(tmp.path(), &built.manifest, Some(&der_sha256(CERT_A)));
+    let unsigned = manifest_as(tmp.path(), &built.manifest, None);
+    let with_cert = |manifest: &Path, policy: Option<&str>| {
+        let mut args: Vec<&OsStr> = vec![
+            "butane".as_ref(),
+            "--manifest".as_ref(),
+            manifest.as_os_str(),
+            "--update-url".as_ref(),
+            URL.as_ref(),
+            "--verity-certificate".as_ref(),
+            cert_a.as_os_str(),
+        ];
+        if let Some(policy) = policy {
+            args.extend::<[&OsStr; 2]>(["--image-policy".as_ref(), policy.as_ref()]);
+        }
+        run(&args)
+    };
+    for (manifest, policy, needles) in [
+        (
+            &unsigned,
+            None,
+            ["describes an unsigned DDI", "sysext-assembler sign"],
+        ),
+        (
+            &signed_by_b,
+            None,
+            [
+                "none of the --verity-certificate",
+                "certificate of the key that signed it",
+            ],
+        ),
+        (&built.manifest, None, ["bare SquashFS", "--format ddi"]),
+        (
+            &signed_by_a,
+            Some("*"),
+            ["lets every image through", "demands signatures"],
+        ),
+    ] {
+        let output = with_cert(manifest, policy);
+        expect_status(&output, 2);
+        assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+        for needle in needles {
+            assert!(
+                stderr(&output).contains(needle),
+                "{needle}: {}",
+                stderr(&output)
+            );
+        }
+    }
+    // Controls: the signed manifest with its certificate, and the bare image under a policy
+    // that lets an unprotected root through.
+    expect_status(&with_cert(&signed_by_a, None), 0);
+    expect_status(
+        &with_cert(
+            &built.manifest,
+            Some("root=signed+unprotected+absent:usr=signed+unprotected+absent"),
+        ),
+        0,
+    );
+}
+
 fn der_sha256(pem: &str) -> String {
     let body: String = pem
         .lines()
@@ -354,8 +441,10 @@ fn verity_certificates_and_the_image_policy() {
         if !policy.starts_with("root=signed+absent") {
             extra.extend::<[&OsStr; 2]>(["--image-policy".as_ref(), policy.as_ref()]);
         }
-        let (bu, err) = butane(&built.manifest, URL, &extra);
-        let (ign, _) = ignition(&built.manifest, URL, &extra);
+        // The image is signed by the first certificate's key (the others trusted as well).
+        let signed = manifest_as(tmp.path(), &built.manifest, Some(&der_sha256(certs[0])));
+        let (bu, err) = butane(&signed, URL, &extra);
+        let (ign, _) = ignition(&signed, URL, &extra);
         assert!(
             err.contains("every extension on the node"),
             "the policy's reach is not said: {err}"
@@ -867,6 +956,25 @@ fn bad_input_is_refused() {
         "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
+    // openssl would take either of these blocks for a certificate too; systemd only the first.
+    let x509 = tmp.path().join("x509.pem");
+    fs::write(
+        &x509,
+        format!(
+            "{CERT_A}{}",
+            CERT_B.replace("CERTIFICATE", "X509 CERTIFICATE")
+        ),
+    )
+    .unwrap();
+    let trusted = tmp.path().join("trusted.pem");
+    fs::write(
+        &trusted,
+        format!(
+            "{}{CERT_A}",
+            CERT_B.replace("CERTIFICATE", "TRUSTED CERTIFICATE")
+        ),
+    )
+    .unwrap();
     let cut = tmp.path().join("cut.pem");
     fs::write(&cut, &CERT_A[..200]).unwrap();
     for (path, needle) in [
@@ -876,6 +984,8 @@ fn bad_input_is_refused() {
         (&not_base64, "not valid base64"),
         (&not_x509, "not an X.509 certificate"),
         (&cut, "cut short"),
+        (&x509, "labelled \"X509 CERTIFICATE\""),
+        (&trusted, "labelled \"TRUSTED CERTIFICATE\""),
     ] {
         refuse(
             &[

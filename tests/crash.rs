@@ -287,3 +287,150 @@ fn builds_racing_for_one_name_publish_one_complete_image() {
         assert!(published.keys().all(|name| !name.starts_with('.')));
     }
 }
+
+/// Runs `argv` under strace with `fault` (`error=EIO` or `signal=KILL`) injected at the `nth`
+/// rename; returns the output.
+fn with_fault_at_rename(argv: &[String], fault: &str, nth: usize) -> Output {
+    let syscalls = "rename,renameat,renameat2";
+    let mut strace = Command::new("strace");
+    strace.args(["-f", "-qq", "-o", "/dev/null", "-e"]);
+    strace.arg(format!("trace={syscalls}"));
+    for s in syscalls.split(',') {
+        strace.args(["-e", &format!("inject={s}:{fault}:when={nth}")]);
+    }
+    strace.args(argv).output().unwrap()
+}
+
+/// While a published name is replaced (image, manifest, then SHA256SUMS), every file under a
+/// final name is complete: as published before or as the finished command writes it (a
+/// SHA256SUMS line may still name the old bytes, which makes a download fail its check, never
+/// succeed with unchecked bytes).
+fn assert_old_or_new(out: &Path, seed: &Files, finished: &Files, when: &str) {
+    for (name, bytes) in files(out) {
+        if name.starts_with('.') {
+            continue;
+        }
+        assert!(
+            seed.get(&name) == Some(&bytes) || finished.get(&name) == Some(&bytes),
+            "{when}: {name} is neither the old nor the new file"
+        );
+    }
+}
+
+/// Faults at every rename of a command that replaces published names (`argv` run in a copy of
+/// `template`, `finished` what it writes when nothing fails): each interrupted run leaves only
+/// complete files, and running the same command again completes the replacement.
+fn fault_every_rename(
+    template: &Path,
+    argv: impl Fn(&Path) -> Vec<String>,
+    seed: &Files,
+    finished: &Files,
+) {
+    let mut faults = 0;
+    for fault in ["error=EIO", "signal=KILL"] {
+        for nth in 1.. {
+            let out = template.with_file_name(format!("fault-{faults}"));
+            copy_dir(template, &out);
+            let output = with_fault_at_rename(&argv(&out), fault, nth);
+            let when = format!("{fault} at rename {nth}");
+            if output.status.success() {
+                assert!(nth > 3, "{when}: fewer than 3 renames");
+                assert_eq!(&files(&out), finished, "{when}: a finished run");
+                fs::remove_dir_all(&out).unwrap();
+                break;
+            }
+            if fault == "error=EIO" {
+                expect_error_naming(&output, "cannot rename");
+            } else {
+                assert!(killed(&output), "{when}: {}", stderr(&output));
+            }
+            faults += 1;
+            assert_old_or_new(&out, seed, finished, &when);
+            let again = run(&argv(&out)[1..]);
+            expect_status(&again, 0);
+            let now: Files = files(&out)
+                .into_iter()
+                .filter(|(name, _)| !name.starts_with('.'))
+                .collect();
+            assert_eq!(&now, finished, "{when}: the next run did not complete it");
+            fs::remove_dir_all(&out).unwrap();
+        }
+    }
+    assert!(faults >= 6, "only {faults} faults injected");
+}
+
+/// `sign` replaces an unsigned image, its manifest and its SHA256SUMS line: interrupted at any
+/// of the three renames, by an I/O error or SIGKILL, the next `sign` with the same key finishes
+/// the job (it used to say "already signed, nothing to do" and leave SHA256SUMS naming the
+/// unsigned bytes).
+#[test]
+fn a_sign_interrupted_at_any_rename_is_completed_by_the_next_sign() {
+    require_tool("strace");
+    require_tool("openssl");
+    let tmp = tempdir();
+    let key = tmp.path().join("release.key");
+    let cert = tmp.path().join("release.crt");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+        ])
+        .args(["-subj", "/CN=release", "-keyout", path_str(&key), "-out"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    expect_status(&made, 0);
+    let payload = tmp.path().join("payload");
+    write_payload(&payload, "hello");
+    let template = tmp.path().join("template");
+    seed_output_dir(&template);
+    let mut args = build_args(&payload);
+    args.extend(["--format", "ddi"]);
+    expect_status(&build_t(&template, &args), 0);
+    let seed = files(&template);
+    let argv = |out: &Path| -> Vec<String> {
+        let image = out.join("t-v1-x86-64.raw");
+        [
+            BIN,
+            "sign",
+            "--key",
+            path_str(&key),
+            "--cert",
+            path_str(&cert),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([image.display().to_string()])
+        .collect()
+    };
+    let finished_dir = tmp.path().join("finished");
+    copy_dir(&template, &finished_dir);
+    expect_status(&run(&argv(&finished_dir)[1..]), 0);
+    let finished = files(&finished_dir);
+    assert_ne!(seed["SHA256SUMS"], finished["SHA256SUMS"]);
+    fault_every_rename(&template, argv, &seed, &finished);
+}
+
+/// `build --replace-published` over a published version: interrupted at any rename, the same
+/// command run again completes the replacement.
+#[test]
+fn a_replacing_build_interrupted_at_any_rename_is_completed_by_the_next_build() {
+    require_tool("strace");
+    let setup = setup();
+    let other = setup.template.with_file_name("other-payload");
+    write_payload(&other, "other");
+    let template = setup.template.with_file_name("published");
+    copy_dir(&setup.template, &template);
+    expect_status(&build_t(&template, &build_args(&setup.payload)), 0);
+    let seed = files(&template);
+    let argv = |out: &Path| -> Vec<String> {
+        let mut argv = build_command_line(out, &other);
+        argv.push("--replace-published".into());
+        argv
+    };
+    let finished_dir = template.with_file_name("replaced");
+    copy_dir(&template, &finished_dir);
+    expect_status(&run(&argv(&finished_dir)[1..]), 0);
+    let finished = files(&finished_dir);
+    assert_ne!(seed["t-v1-x86-64.raw"], finished["t-v1-x86-64.raw"]);
+    fault_every_rename(&template, argv, &seed, &finished);
+}

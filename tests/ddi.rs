@@ -417,7 +417,10 @@ fn inspect_and_diff_show_the_disk_image() {
     ]);
     expect_status(&diff, 1);
     let text = stdout(&diff);
-    assert!(text.contains("signed by: (unsigned) -> "), "{text}");
+    assert!(
+        text.contains("signature (unchecked): (none) -> names certificate "),
+        "{text}"
+    );
     assert!(
         text.contains("partition root-x86-64-verity-sig: only in b"),
         "{text}"
@@ -535,4 +538,296 @@ fn arm64_ddis_use_the_arm64_partition_types() {
     let root_hash = manifest_root_hash(&out.join("hello-v1.0-arm64.manifest.json"));
     let ok = veritysetup_verify(&root, &hash, &root_hash);
     assert!(ok.status.success(), "veritysetup: {}", stderr(&ok));
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// Rewrites the GPT of `bytes` as someone crafting an image would: `edit` changes the primary
+/// header and entry array, then both copies get the change and every CRC32 is recomputed.
+fn rewrite_gpt(bytes: &mut [u8], edit: impl FnOnce(&mut [u8], &mut [u8])) {
+    let last = bytes.len() / 512 - 1;
+    let mut header = bytes[512..1024].to_vec();
+    let mut entries = bytes[1024..1024 + 16384].to_vec();
+    edit(&mut header, &mut entries);
+    header[88..92].copy_from_slice(&crc32(&entries).to_le_bytes());
+    let seal = |h: &mut [u8]| {
+        h[16..20].fill(0);
+        let crc = crc32(&h[..92]);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+    };
+    seal(&mut header);
+    bytes[512..1024].copy_from_slice(&header);
+    bytes[1024..1024 + 16384].copy_from_slice(&entries);
+    let backup_entries = (last - 32) * 512;
+    bytes[backup_entries..backup_entries + 16384].copy_from_slice(&entries);
+    let mut backup = header.clone();
+    backup[24..32].copy_from_slice(&(last as u64).to_le_bytes());
+    backup[32..40].copy_from_slice(&1u64.to_le_bytes());
+    backup[72..80].copy_from_slice(&((last - 32) as u64).to_le_bytes());
+    seal(&mut backup);
+    bytes[last * 512..last * 512 + 512].copy_from_slice(&backup);
+}
+
+fn set_u64(bytes: &mut [u8], at: usize, value: u64) {
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+fn get_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+/// Writes `bytes` as `name` next to a copy of the manifest and SHA256SUMS rewritten for them,
+/// as whoever controls a download can: only the image's own structure can tell. Returns the
+/// image's path.
+fn crafted_download(dir: &Path, built: &Built, bytes: &[u8]) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let name = built.image.file_name().unwrap();
+    let image = dir.join(name);
+    fs::write(&image, bytes).unwrap();
+    let (old, new) = (sha256_file(&built.image), sha256_file(&image));
+    for from in [&built.manifest, &built.sums] {
+        let text = fs::read_to_string(from).unwrap().replace(&old, &new);
+        fs::write(dir.join(from.file_name().unwrap()), text).unwrap();
+    }
+    image
+}
+
+/// 2^55 sectors of 512 bytes are 2^64 bytes: an LBA this much larger wraps to the same offset.
+const WRAP: u64 = 1 << 55;
+
+/// A GPT whose last usable sector is near u64::MAX and whose partitions start 2^55 sectors
+/// further than they lie: in u64 arithmetic that wraps, every offset comes out right. sfdisk
+/// does not take it for a GPT; `verify` and `sign` refuse it as a damaged table instead of
+/// reading the bytes the wrapped offsets point at.
+#[test]
+fn a_gpt_whose_sector_arithmetic_wraps_is_refused_as_sfdisk_refuses_it() {
+    let tmp = tempdir();
+    let keys = tmp.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (key, cert) = rsa_key(&keys, "release");
+    let built = build_ddi(tmp.path());
+    let mut bytes = fs::read(&built.image).unwrap();
+    rewrite_gpt(&mut bytes, |header, entries| {
+        set_u64(header, 48, u64::MAX - 32);
+        for entry in entries.chunks_mut(128).take(2) {
+            set_u64(entry, 32, get_u64(entry, 32) + WRAP);
+            set_u64(entry, 40, get_u64(entry, 40) + WRAP);
+        }
+    });
+    let image = crafted_download(&tmp.path().join("wrapped"), &built, &bytes);
+    let sfdisk = tool("sfdisk").arg("--json").arg(&image).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sfdisk.stdout).contains("\"gpt\""),
+        "sfdisk reads it as a GPT: {}",
+        stdout(&sfdisk)
+    );
+    let out = run(&["verify".as_ref(), image.as_os_str()]);
+    expect_status(&out, 1);
+    assert!(
+        stdout(&out).contains("GPT usable range"),
+        "{}",
+        stdout(&out)
+    );
+    let signed = sign(&image, &key, &cert);
+    expect_error_naming(&signed, "GPT usable range");
+    let inspect = run(&["inspect".as_ref(), image.as_os_str()]);
+    expect_error_naming(&inspect, "GPT usable range");
+}
+
+/// The same wrap used to make the hash tree claim 2^51 blocks: the root and verity partitions
+/// become 2^63 bytes long on paper, which the old check of the block count against them let
+/// through, and `verify --cert` and `sign` died allocating 2^56 bytes (SIGABRT, exit 134).
+#[test]
+fn a_tree_claiming_more_blocks_than_the_file_holds_is_refused_without_allocating() {
+    let tmp = tempdir();
+    let (built, cert) = signed_ddi(tmp.path());
+    let keys = tmp.path().join("keys");
+    let parts = sfdisk_partitions(&built.image);
+    let mut bytes = fs::read(&built.image).unwrap();
+    rewrite_gpt(&mut bytes, |header, entries| {
+        set_u64(header, 48, u64::MAX - 32);
+        let root = &mut entries[..128];
+        set_u64(root, 40, get_u64(root, 32) + (1 << 54));
+        let verity = &mut entries[128..256];
+        let first = get_u64(verity, 32) + WRAP;
+        set_u64(verity, 32, first);
+        set_u64(verity, 40, first + (1 << 54));
+        let signature = &mut entries[256..384];
+        set_u64(signature, 32, get_u64(signature, 32) + 2 * WRAP);
+        set_u64(signature, 40, get_u64(signature, 40) + 2 * WRAP);
+    });
+    let superblock = (parts[1].1 * 512) as usize;
+    set_u64(&mut bytes, superblock + 72, 1 << 51);
+    let image = crafted_download(&tmp.path().join("huge"), &built, &bytes);
+    let out = run(&[
+        "verify".as_ref(),
+        "--cert".as_ref(),
+        cert.as_os_str(),
+        image.as_os_str(),
+    ]);
+    expect_status(&out, 1);
+    assert!(stdout(&out).contains("NOT VERIFIED"), "{}", stdout(&out));
+    let signed = sign(&image, &keys.join("release.key"), &cert);
+    expect_error_naming(&signed, "is not a readable DDI");
+}
+
+/// A superblock claiming no data blocks is a damaged image (exit 1), not a usage error.
+#[test]
+fn a_tree_of_zero_blocks_is_a_damaged_image() {
+    let tmp = tempdir();
+    let built = build_ddi(tmp.path());
+    let parts = sfdisk_partitions(&built.image);
+    let mut bytes = fs::read(&built.image).unwrap();
+    set_u64(&mut bytes, (parts[1].1 * 512) as usize + 72, 0);
+    let image = crafted_download(&tmp.path().join("empty"), &built, &bytes);
+    let out = run(&["verify".as_ref(), image.as_os_str()]);
+    expect_status(&out, 1);
+    assert!(stdout(&out).contains("0 data blocks"), "{}", stdout(&out));
+}
+
+/// Without --cert nothing checks the signature, and the fingerprint in the partition is the
+/// partition's own claim: a signature of random bytes is reported as present and unchecked,
+/// never as "signed by".
+#[test]
+fn an_unchecked_signature_is_reported_as_unchecked() {
+    let tmp = tempdir();
+    let (built, cert) = signed_ddi(tmp.path());
+    let parts = sfdisk_partitions(&built.image);
+    let mut bytes = fs::read(&built.image).unwrap();
+    let at = (parts[2].1 * 512) as usize;
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes[at..].split(|&b| b == 0).next().unwrap()).unwrap();
+    let forged = serde_json::json!({
+        "rootHash": json["rootHash"],
+        "certificateFingerprint": json["certificateFingerprint"],
+        "signature": "cmFuZG9tIGJ5dGVzLCBub3QgYSBzaWduYXR1cmU=",
+    })
+    .to_string();
+    bytes[at..at + 16384].fill(0);
+    bytes[at..at + forged.len()].copy_from_slice(forged.as_bytes());
+    let image = crafted_download(&tmp.path().join("forged"), &built, &bytes);
+
+    let out = run(&["verify".as_ref(), image.as_os_str()]);
+    let text = stdout(&out);
+    assert!(!text.contains("signed by"), "{text}");
+    assert!(
+        text.contains("ok        signature: signature present, unchecked"),
+        "{text}"
+    );
+    let inspect = run(&["inspect".as_ref(), image.as_os_str()]);
+    expect_status(&inspect, 0);
+    assert!(
+        !stdout(&inspect).contains("signed by"),
+        "{}",
+        stdout(&inspect)
+    );
+    assert!(
+        stdout(&inspect).contains("signature present, unchecked"),
+        "{}",
+        stdout(&inspect)
+    );
+    let checked = run(&[
+        "verify".as_ref(),
+        "--cert".as_ref(),
+        cert.as_os_str(),
+        image.as_os_str(),
+    ]);
+    expect_status(&checked, 1);
+    assert!(
+        stdout(&checked).contains("MISMATCH  signature"),
+        "{}",
+        stdout(&checked)
+    );
+}
+
+/// `--cert` means one certificate. openssl's -certfile also trusts `X509 CERTIFICATE` and
+/// `TRUSTED CERTIFICATE` blocks, so a file holding the release certificate and another one
+/// under either label would verify an image the other key signed: such files are refused.
+#[test]
+fn a_certificate_file_with_another_pem_block_is_refused() {
+    let tmp = tempdir();
+    let (built, release_cert) = signed_ddi(tmp.path());
+    let keys = tmp.path().join("keys");
+    let (_, other_cert) = rsa_key(&keys, "other");
+    let release = fs::read_to_string(&release_cert).unwrap();
+    let other = fs::read_to_string(&other_cert).unwrap();
+    for label in ["X509 CERTIFICATE", "TRUSTED CERTIFICATE", "CERTIFICATE"] {
+        let relabelled = other.replace("CERTIFICATE", label);
+        // The key that signed the image (release) hides behind a certificate shown first.
+        let file = write_text(tmp.path(), "bundle.pem", &format!("{relabelled}{release}"));
+        let out = run(&[
+            "verify".as_ref(),
+            "--cert".as_ref(),
+            file.as_os_str(),
+            built.image.as_os_str(),
+        ]);
+        expect_status(&out, 2);
+        assert!(
+            stderr(&out).contains("exactly one") || stderr(&out).contains("a file of its own"),
+            "{label}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// Two `sign` runs with different keys on one unsigned image: the directory lock is held from
+/// the check to the write, so one signs and the other finds the image signed and refuses.
+#[test]
+fn concurrent_signs_with_two_keys_sign_once() {
+    let tmp = tempdir();
+    let keys = tmp.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (key_a, cert_a) = rsa_key(&keys, "a");
+    let (key_b, cert_b) = rsa_key(&keys, "b");
+    let built = build_ddi(tmp.path());
+    let pristine = tmp.path().join("pristine");
+    fs::create_dir(&pristine).unwrap();
+    for entry in fs::read_dir(&built.dir).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, pristine.join(path.file_name().unwrap())).unwrap();
+    }
+    for round in 0..3 {
+        for entry in fs::read_dir(&pristine).unwrap() {
+            let path = entry.unwrap().path();
+            fs::copy(&path, built.dir.join(path.file_name().unwrap())).unwrap();
+        }
+        let spawn = |key: &Path, cert: &Path| {
+            command(&[
+                "sign".as_ref(),
+                "--key".as_ref(),
+                key.as_os_str(),
+                "--cert".as_ref(),
+                cert.as_os_str(),
+                built.image.as_os_str(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        };
+        let children = [spawn(&key_a, &cert_a), spawn(&key_b, &cert_b)];
+        let outputs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let succeeded = outputs.iter().filter(|o| o.status.success()).count();
+        assert_eq!(
+            succeeded,
+            1,
+            "round {round}: {} of 2 signs succeeded: {:?}",
+            succeeded,
+            outputs.iter().map(stderr).collect::<Vec<_>>()
+        );
+        let refused = outputs.iter().find(|o| !o.status.success()).unwrap();
+        expect_error_naming(refused, "is already signed");
+    }
 }

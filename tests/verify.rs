@@ -334,3 +334,120 @@ fn a_corrupted_image_is_a_mismatch_with_a_clear_message() {
     assert!(text.contains("the image cannot be read"), "{text}");
     assert!(text.contains("is not a readable SquashFS image"), "{text}");
 }
+
+/// The image is opened once: every check reads the same open file, so a file put in its place
+/// during the run cannot pass some checks with other bytes (it used to be opened three times).
+#[test]
+fn the_image_is_opened_once() {
+    require_tool("strace");
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let log = tmp.path().join("strace.log");
+    let output = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&log)
+        .arg(BIN)
+        .arg("verify")
+        .arg(&built.image)
+        .output()
+        .unwrap();
+    expect_status(&output, 0);
+    let name = built.image.display().to_string();
+    let opens: Vec<String> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(&format!("\"{name}\"")))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(opens.len(), 1, "{opens:#?}");
+}
+
+/// A feed as a node sees it: SHA256SUMS signed by the feed's key. (keyring, gnupg home)
+fn signed_feed(tmp: &std::path::Path, built: &Built) -> std::path::PathBuf {
+    let home = throwaway_key(tmp);
+    let keyring = tmp.join("feed.gpg");
+    fs::write(&keyring, gpg(&home, &["--export"])).unwrap();
+    gpg(
+        &home,
+        &[
+            "--yes",
+            "--detach-sign",
+            "--output",
+            &format!("{}.gpg", built.sums.display()),
+            &built.sums.display().to_string(),
+        ],
+    );
+    keyring
+}
+
+/// `verify --keyring` checks SHA256SUMS.gpg over SHA256SUMS first, with gpgv, and names that
+/// layer when it fails: a list changed after signing, a signature by another key, no signature.
+#[test]
+fn the_keyring_checks_the_signature_of_the_list_first() {
+    require_tool("gpgv");
+    let tmp = tempfile::tempdir().unwrap();
+    let built = built_image(tmp.path());
+    let keyring = signed_feed(tmp.path(), &built);
+    let verify = |keyring: &std::path::Path| {
+        run(&[
+            "verify".as_ref(),
+            "--keyring".as_ref(),
+            keyring.as_os_str(),
+            built.image.as_os_str(),
+        ])
+    };
+    let good = verify(&keyring);
+    expect_status(&good, 0);
+    let text = stdout(&good);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .starts_with("ok        sha256sums-signature:"),
+        "{text}"
+    );
+
+    // Another key's keyring: the signature is not by a trusted key.
+    let other_dir = tmp.path().join("other");
+    fs::create_dir(&other_dir).unwrap();
+    let other_home = throwaway_key(&other_dir);
+    let other = tmp.path().join("other.gpg");
+    fs::write(&other, gpg(&other_home, &["--export"])).unwrap();
+    let out = verify(&other);
+    expect_status(&out, 1);
+    assert!(
+        stdout(&out).starts_with("MISMATCH  sha256sums-signature:"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The list changed after it was signed (a line added): BAD signature.
+    let original = fs::read(&built.sums).unwrap();
+    let mut changed = original.clone();
+    changed.extend_from_slice(format!("{}  extra.raw\n", "0".repeat(64)).as_bytes());
+    fs::write(&built.sums, &changed).unwrap();
+    let out = verify(&keyring);
+    expect_status(&out, 1);
+    assert!(stdout(&out).contains("BAD signature"), "{}", stdout(&out));
+    fs::write(&built.sums, &original).unwrap();
+
+    // An armored keyring is a usage error saying what to give.
+    let armored = tmp.path().join("armored.asc");
+    fs::write(
+        &armored,
+        gpg(&tmp.path().join("gnupg"), &["--export", "--armor"]),
+    )
+    .unwrap();
+    expect_error_naming(&verify(&armored), "ASCII-armored");
+
+    // No signature at all.
+    let sig = format!("{}.gpg", built.sums.display());
+    fs::rename(&sig, tmp.path().join("kept.gpg")).unwrap();
+    let out = verify(&keyring);
+    expect_status(&out, 1);
+    assert!(
+        stdout(&out).contains("the list is not signed"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -110,6 +110,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         Some(policy) => Some(read_trust(&args.verity_certificate, policy)?),
         None => None,
     };
+    if let Some(trust) = &trust {
+        check_trust_fits(&manifest, &args.manifest, trust)?;
+    }
     let node = describe(
         &manifest,
         &args.update_url,
@@ -185,6 +188,79 @@ fn read_signing_key(path: &PathBuf) -> Result<Vec<u8>> {
         );
     }
     Ok(bytes)
+}
+
+/// Refuses trust settings that contradict the image the manifest describes: the node would
+/// refuse its own keepalived (and, since the policy holds for every extension, merge none), or
+/// the certificates would check nothing.
+fn check_trust_fits(manifest: &Manifest, path: &std::path::Path, trust: &Trust) -> Result<()> {
+    let shown = path.display();
+    if trust.policy == "*" {
+        bail!(
+            "--image-policy '*' lets every image through, signed or not, so the \
+             --verity-certificate files would check nothing: keep the default policy \
+             ({DEFAULT_POLICY}) or give one that demands signatures, or drop \
+             --verity-certificate"
+        );
+    }
+    let Some(ddi) = &manifest.ddi else {
+        if !policy_allows_unprotected_root(&trust.policy) {
+            bail!(
+                "{shown} describes a bare SquashFS image, which carries no signature, and the \
+                 image policy {} accepts only signed images: the node would refuse it, and with \
+                 it every other extension. Build the image with --format ddi, sign it \
+                 (sysext-assembler sign) and give that manifest, or drop --verity-certificate",
+                trust.policy
+            );
+        }
+        return Ok(());
+    };
+    let Some(fingerprint) = &ddi.certificate_fingerprint else {
+        bail!(
+            "{shown} describes an unsigned DDI, but --verity-certificate makes the node trust \
+             signed images: sign it (sysext-assembler sign --key KEY --cert CERT IMAGE) and give \
+             the manifest sign rewrote, or drop --verity-certificate"
+        );
+    };
+    if !trust
+        .certificates
+        .iter()
+        .any(|c| c.fingerprint == *fingerprint)
+    {
+        bail!(
+            "{shown} says the image is signed by certificate {fingerprint}, which is none of the \
+             --verity-certificate files ({}): the node would refuse it. Give the certificate of \
+             the key that signed it (as well, during a key rotation)",
+            trust
+                .certificates
+                .iter()
+                .map(|c| c.fingerprint.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Whether `policy` (valid, see `validate_policy`) lets a root without dm-verity through: a bare
+/// SquashFS is an unprotected root partition to systemd. Decided by the root rule, else the
+/// default rule; a policy with neither is taken to allow it (nothing here contradicts it).
+fn policy_allows_unprotected_root(policy: &str) -> bool {
+    let rules: Vec<(&str, &str)> = policy
+        .split(':')
+        .filter_map(|r| r.split_once('='))
+        .collect();
+    let flags = rules
+        .iter()
+        .find(|(p, _)| *p == "root")
+        .or_else(|| rules.iter().find(|(p, _)| p.is_empty()))
+        .map(|(_, flags)| *flags);
+    match flags {
+        None => true,
+        Some(flags) => flags
+            .split('+')
+            .any(|f| matches!(f, "unprotected" | "open")),
+    }
 }
 
 /// The certificates, each checked, and the policy, checked against systemd 257's grammar.

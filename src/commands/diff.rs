@@ -373,14 +373,15 @@ fn disk_image_differences(a: &Image, b: &Image) -> Vec<String> {
             ("root hash".into(), hex(&d.root_hash_from_uuids())),
             ("verity salt".into(), hex(&d.superblock.salt)),
             ("disk GUID".into(), d.table.disk_guid.to_string()),
+            // What the signature partition claims; diff checks no signature (verify --cert does).
             (
-                "signed by".into(),
+                "signature (unchecked)".into(),
                 match &d.signature_json {
-                    None => "(unsigned)".into(),
-                    Some(s) => s
-                        .certificate_fingerprint
-                        .clone()
-                        .unwrap_or_else(|| "(certificate not named)".into()),
+                    None => "(none)".into(),
+                    Some(s) => format!(
+                        "names certificate {}",
+                        s.certificate_fingerprint.as_deref().unwrap_or("(none)")
+                    ),
                 },
             ),
         ];

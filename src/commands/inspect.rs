@@ -89,7 +89,9 @@ fn disk_image_json(image: &Image) -> Value {
             "salt": hex(&d.superblock.salt),
             "uuid": Guid(d.superblock.uuid).to_string(),
         },
+        // The partition's claims, not checked here (`checked` says so; verify --cert checks).
         "signature": d.signature_json.as_ref().map(|s| json!({
+            "checked": false,
             "root_hash": s.root_hash,
             "certificate_fingerprint": s.certificate_fingerprint,
         })),
@@ -154,11 +156,12 @@ fn print_text(image: &Image, sha256: &str, releases: &[Release]) {
             hex(&d.root_hash_from_uuids()),
             match &d.signature_json {
                 None => "unsigned".to_string(),
+                // inspect checks no signature: the fingerprint is the partition's own claim,
+                // which the PKCS#7 signature does not cover.
                 Some(s) => format!(
-                    "signed by certificate {}",
-                    s.certificate_fingerprint
-                        .as_deref()
-                        .unwrap_or("(not named)")
+                    "signature present, unchecked (it names certificate {}; check it with \
+                     verify --cert)",
+                    s.certificate_fingerprint.as_deref().unwrap_or("(none)")
                 ),
             }
         );

@@ -16,6 +16,16 @@ use crate::output::OutputDir;
 use crate::verity::BLOCK_SIZE;
 use crate::{base64, hex, signing, sums};
 
+/// SHA-256 (hex) of an open file, from its start.
+fn sha256_of(file: &mut File) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(file, &mut hasher).context("cannot read back the unsigned image")?;
+    Ok(hex(&hasher.finalize()))
+}
+
 const EXAMPLE: &str = "\
 Example:
   sysext-assembler sign --key release.key --cert release.crt \\
@@ -53,7 +63,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Signs; returns the paths written (none when the image was already signed with this key).
+/// Signs; returns the paths written (none when the image was already signed with this key and
+/// its manifest and SHA256SUMS line already describe it).
+///
+/// The output directory is locked before the image is read and stays locked until the new
+/// files are in place, so two runs cannot both find the image unsigned. Image, manifest and
+/// SHA256SUMS are renamed in that order; a run interrupted between two renames leaves a signed
+/// image whose manifest or SHA256SUMS line still describes the unsigned one, and running `sign`
+/// again with the same key completes them (the image itself is then left as it is).
 pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let image = &args.image;
     let file_name = image
@@ -72,6 +89,13 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         _ => PathBuf::from("."),
     };
     let manifest_path = dir.join(format!("{stem}.manifest.json"));
+    if !manifest_path.is_file() {
+        bail!(
+            "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
+            manifest_path.display()
+        );
+    }
+    let mut out = OutputDir::open(&dir)?;
     let manifest_text = fs::read_to_string(&manifest_path).with_context(|| {
         format!(
             "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
@@ -96,20 +120,13 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         Ok(hash) => hex(&hash),
         Err(problem) => bail!("{} is damaged, not signing it: {problem}", image.display()),
     };
-    let (sha256, _) = hash_file(image)?;
-    let record = manifest.ddi.as_mut().with_context(|| {
+    let (sha256, sha512) = hash_file(image)?;
+    let record = manifest.ddi.as_ref().with_context(|| {
         format!(
             "{} describes a SquashFS image, not a DDI",
             manifest_path.display()
         )
     })?;
-    ensure!(
-        manifest.image.sha256 == sha256,
-        "{} is not the image {} describes (sha256 {sha256}, manifest {})",
-        image.display(),
-        manifest_path.display(),
-        manifest.image.sha256
-    );
     ensure!(
         record.root_hash == root_hash,
         "{} has root hash {root_hash}, its manifest says {}",
@@ -124,15 +141,56 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         certificate_fingerprint: Some(certificate.fingerprint()),
         signature: base64::encode(&der),
     };
-    if let Some(existing) = &layout.signature_json {
-        if *existing == signature {
-            eprintln!(
-                "{} is already signed with this key; nothing to do",
-                image.display()
+    let data_len = layout.superblock.data_blocks * BLOCK_SIZE;
+    let rewrite = |to: &mut File, signature: Option<&SignatureJson>| {
+        let mut root = layout.root_reader(file.try_clone()?);
+        ddi::write(
+            to,
+            layout.arch,
+            &mut root,
+            data_len,
+            &layout.superblock.salt,
+            layout.superblock.uuid,
+            signature,
+        )
+    };
+    let (size, signed_sha256, signed_sha512) = match &layout.signature_json {
+        None => {
+            ensure!(
+                manifest.image.sha256 == sha256,
+                "{} is not the image {} describes (sha256 {sha256}, manifest {})",
+                image.display(),
+                manifest_path.display(),
+                manifest.image.sha256
             );
-            return Ok(Vec::new());
+            let index = out.stage(&file_name)?;
+            let written = rewrite(out.file(index), Some(&signature))?;
+            let (signed_sha256, signed_sha512) = hash_file(out.temp_path(index))?;
+            (written.size, signed_sha256, signed_sha512)
         }
-        bail!(
+        Some(existing) if *existing == signature => {
+            // Signed with this key already, by a run that may have been interrupted before it
+            // renamed the manifest or SHA256SUMS: the manifest must describe this image or the
+            // unsigned one it was made from (rebuilt here without the signature, byte for
+            // byte, to compare).
+            if manifest.image.sha256 != sha256 {
+                let mut unsigned = tempfile::tempfile_in(&dir).with_context(|| {
+                    format!("cannot create a temporary file in {}", dir.display())
+                })?;
+                rewrite(&mut unsigned, None)?;
+                let unsigned_sha256 = sha256_of(&mut unsigned)?;
+                ensure!(
+                    manifest.image.sha256 == unsigned_sha256,
+                    "{} is not the image {} describes, signed or unsigned (sha256 {sha256}, \
+                     unsigned {unsigned_sha256}, manifest {})",
+                    image.display(),
+                    manifest_path.display(),
+                    manifest.image.sha256
+                );
+            }
+            (len, sha256, sha512)
+        }
+        Some(existing) => bail!(
             "{} is already signed (certificate {}): signing it with another key would change a \
              published image; build and sign a new --version instead",
             image.display(),
@@ -140,10 +198,9 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
                 .certificate_fingerprint
                 .as_deref()
                 .unwrap_or("unknown")
-        );
-    }
+        ),
+    };
 
-    let mut out = OutputDir::open(&dir)?;
     let sums_path = dir.join("SHA256SUMS");
     let mut all_sums = match fs::read_to_string(&sums_path) {
         Ok(text) => sums::parse(&text)
@@ -153,27 +210,26 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
             return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
         }
     };
-    let index = out.stage(&file_name)?;
-    let mut root = layout.root_reader(file.try_clone()?);
-    let written = ddi::write(
-        out.file(index),
-        layout.arch,
-        &mut root,
-        layout.superblock.data_blocks * BLOCK_SIZE,
-        &layout.superblock.salt,
-        layout.superblock.uuid,
-        Some(&signature),
-    )?;
-    let (signed_sha256, signed_sha512) = hash_file(out.temp_path(index))?;
-    manifest.image.size = written.size;
+    manifest.image.size = size;
     manifest.image.sha256 = signed_sha256.clone();
     manifest.image.sha512 = signed_sha512;
     if let Some(record) = manifest.ddi.as_mut() {
         record.certificate_fingerprint = Some(certificate.fingerprint());
     }
+    let manifest_json = manifest.to_json();
+    let complete = layout.signature_json.is_some()
+        && manifest_json == manifest_text
+        && all_sums.get(&file_name) == Some(&signed_sha256);
+    if complete {
+        eprintln!(
+            "{} is already signed with this key; nothing to do",
+            image.display()
+        );
+        return Ok(Vec::new());
+    }
     out.stage_bytes(
         manifest_path.file_name().and_then(|n| n.to_str()).unwrap(),
-        manifest.to_json().as_bytes(),
+        manifest_json.as_bytes(),
     )?;
     sums::merge(&mut all_sums, &file_name, &signed_sha256);
     out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;

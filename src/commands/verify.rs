@@ -13,22 +13,25 @@ use serde_json::json;
 
 use crate::ddi::{self, Ddi};
 use crate::extension_release::ExtensionRelease;
-use crate::file_hash::sha256_file;
+use crate::file_hash::sha256_open;
 use crate::image_reader::{compressor_name, EntryKind as ImageKind, Image, ImageEntry};
 use crate::manifest::{EntryKind, Manifest};
 use crate::names::{extension_release_path, Arch};
 use crate::signing;
 use crate::trust::Certificate;
-use crate::{base64, hex, payload, sums};
+use crate::{base64, hex, openpgp, payload, sums};
 
 /// Check a downloaded image against its SHA256SUMS and manifest.
 ///
-/// Checks, in order: the image's sha256 against its line in SHA256SUMS and against the manifest
-/// (and the size); then, reading the image without mounting it, every entry's path, type, mode,
-/// owner (0:0), mtime (the manifest's epoch, root directory included), size and content sha256,
-/// with nothing extra or missing; the extension-release file names the manifest's extension and
-/// architecture; and the build's layout rules hold (only usr/ and opt/, no usr/sbin, no device
-/// nodes, no setuid bits, no symlink leaving the image).
+/// Checks, in order: with --keyring, SHA256SUMS.gpg as a signature of SHA256SUMS by a key of the
+/// keyring (gpgv); the image's sha256 against its line in SHA256SUMS and against the manifest
+/// (and the size); for a DDI, the dm-verity hash tree recomputed from the root partition and,
+/// with --cert, the root hash signature; then, reading the image without mounting it, every
+/// entry's path, type, mode, owner (0:0), mtime (the manifest's epoch, root directory
+/// included), size and content sha256, with nothing extra or missing; the extension-release
+/// file names the manifest's extension and architecture; and the build's layout rules hold
+/// (only usr/ and opt/, no usr/sbin, no device nodes, no setuid bits, no symlink leaving the
+/// image).
 ///
 /// Without --sums, SHA256SUMS next to the image is used if it exists; without --manifest,
 /// IMAGE with `.raw` replaced by `.manifest.json` is used if it exists. At least one of the two
@@ -38,12 +41,20 @@ use crate::{base64, hex, payload, sums};
 /// already has): an image whose sha256 differs from its SHA256SUMS line or manifest is never a
 /// legitimate update of that version. Treat it as corrupted or tampered with.
 ///
+/// Each check is reported under the name of what it checked: sha256sums-signature (the list's
+/// signature), sha256sums (the list's line), manifest-hash (the manifest), dm-verity (the hash
+/// tree), signature (the DDI's signature: "present, unchecked" without --cert), layout, entries
+/// and extension-release (the contents). The image is opened once and every check reads that
+/// open file.
+///
 /// Exit status: 0 verified, 1 mismatch (the first differences are named), 2 usage or I/O error.
 ///
 /// Examples:
 ///   sysext-assembler verify keepalived-v2.3.4-x86-64.raw
 ///   sysext-assembler verify --sums SHA256SUMS --manifest keepalived-v2.3.4-x86-64.manifest.json \
 ///       /opt/extensions/keepalived/keepalived-v2.3.4-x86-64.raw
+///   sysext-assembler verify --keyring feed.gpg --cert keepalived-verity.crt \
+///       keepalived-v2.3.4-x86-64.raw
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -60,6 +71,11 @@ pub struct Args {
     /// the manifest's certificate fingerprint.
     #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
+    /// The feed's OpenPGP keyring, binary, as systemd-sysupdate reads
+    /// /etc/systemd/import-pubring.gpg (`gpg --export KEYID > FILE`): SHA256SUMS.gpg, next to
+    /// SHA256SUMS, must be a signature of SHA256SUMS by one of its keys (checked by gpgv, first).
+    #[arg(long, value_name = "FILE")]
+    keyring: Option<PathBuf>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -98,6 +114,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         args.sums.as_deref(),
         args.manifest.as_deref(),
         args.cert.as_deref(),
+        args.keyring.as_deref(),
     )?;
     if args.json {
         print_json(&args.image, &outcome)?;
@@ -118,8 +135,15 @@ pub fn verify(
     sums: Option<&Path>,
     manifest: Option<&Path>,
     cert: Option<&Path>,
+    keyring: Option<&Path>,
 ) -> Result<Outcome> {
-    let meta = fs::metadata(image).with_context(|| format!("cannot read {}", image.display()))?;
+    // Opened once: every check below reads this open file, so a file put in the image's place
+    // during the run is not checked in part.
+    let opened_file =
+        File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+    let meta = opened_file
+        .metadata()
+        .with_context(|| format!("cannot read {}", image.display()))?;
     if !meta.is_file() {
         bail!("{} is not a regular file", image.display());
     }
@@ -167,24 +191,43 @@ pub fn verify(
         }
         None => None,
     };
-    let listed = match &sums_path {
+    // Read once: the signature is checked over these bytes and these bytes are parsed.
+    let sums_bytes = match &sums_path {
         Some(path) => {
-            let text = fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            Some(sums::parse(&text).with_context(|| format!("{} is malformed", path.display()))?)
+            Some(fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
         }
         None => None,
+    };
+    let mut checks = Vec::new();
+    if let Some(keyring) = keyring {
+        let (Some(path), Some(bytes)) = (&sums_path, &sums_bytes) else {
+            bail!(
+                "--keyring checks SHA256SUMS.gpg over SHA256SUMS, and there is no SHA256SUMS: give \
+                 --sums FILE (its signature FILE.gpg next to it)"
+            );
+        };
+        checks.push(sums_signature_check(path, bytes, keyring)?);
+    }
+    let listed = match (&sums_path, &sums_bytes) {
+        (Some(path), Some(bytes)) => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{} is malformed: it is not UTF-8", path.display()))?;
+            Some(sums::parse(text).with_context(|| format!("{} is malformed", path.display()))?)
+        }
+        _ => None,
     };
 
     // Hashing the whole file and reading the image are independent and each takes about one
     // pass over the file: run them side by side.
     let certificate = cert.map(signing::load_certificate).transpose()?;
     let (sha256, opened) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| sha256_file(image));
-        // Cannot open: a usage error; cannot read as an image: a mismatch.
-        let opened = File::open(image)
-            .with_context(|| format!("cannot open {}", image.display()))
-            .map(|_| Image::open(image));
+        // Positional reads: the hash does not move the offset the image reader seeks with.
+        let hashing = scope.spawn(|| sha256_open(&opened_file, image));
+        // Cannot duplicate the descriptor: an I/O error; cannot read as an image: a mismatch.
+        let opened = opened_file
+            .try_clone()
+            .with_context(|| format!("cannot read {}", image.display()))
+            .map(|file| Image::open_file(file, image));
         let sha256 = hashing
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing {} failed", image.display())));
@@ -192,7 +235,6 @@ pub fn verify(
     });
     let sha256 = sha256?;
     let opened = opened?;
-    let mut checks = Vec::new();
 
     if let (Some(path), Some(listed)) = (&sums_path, &listed) {
         let mut problems = Vec::new();
@@ -242,7 +284,7 @@ pub fn verify(
 
     // The disk image is checked on its own first: a damaged root partition may well be
     // unreadable as SquashFS, and the hash tree is what says which blocks changed.
-    let mut file = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+    let mut file = opened_file;
     if ddi::looks_like_ddi(&mut file)? {
         match ddi::read(&mut file, meta.len()) {
             Ok(layout) => checks.extend(ddi_checks(
@@ -300,6 +342,52 @@ pub fn verify(
         manifest: manifest_path,
         checks,
     })
+}
+
+/// SHA256SUMS.gpg (next to SHA256SUMS) against `keyring`, over the bytes of SHA256SUMS read.
+fn sums_signature_check(sums: &Path, bytes: &[u8], keyring: &Path) -> Result<Check> {
+    let mut sig_name = sums.as_os_str().to_owned();
+    sig_name.push(".gpg");
+    let sig_path = PathBuf::from(sig_name);
+    let detail = format!(
+        "{} is a signature of {} by a key of {}",
+        sig_path.display(),
+        sums.display(),
+        keyring.display()
+    );
+    let signature = match fs::read(&sig_path) {
+        Ok(signature) => signature,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Check {
+                name: "sha256sums-signature",
+                problems: vec![format!(
+                    "{} does not exist: the list is not signed, and systemd-sysupdate with \
+                     Verify=yes refuses it",
+                    sig_path.display()
+                )],
+                detail,
+            })
+        }
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", sig_path.display())),
+    };
+    Ok(
+        match openpgp::verify_detached(bytes, &signature, keyring)? {
+            Ok(fingerprint) => Check {
+                name: "sha256sums-signature",
+                problems: Vec::new(),
+                detail: format!("{detail} (key {fingerprint}, checked by gpgv)"),
+            },
+            Err(why) => Check {
+                name: "sha256sums-signature",
+                problems: vec![format!(
+                    "{} is not a good signature of {}: {why}",
+                    sig_path.display(),
+                    sums.display()
+                )],
+                detail,
+            },
+        },
+    )
 }
 
 /// For a DDI: the hash tree recomputed from the data, the root hash against the manifest, and
@@ -403,16 +491,20 @@ fn ddi_checks(
                     match base64::decode(&json.signature) {
                         Err(err) => problems.push(format!("the signature is not base64: {err}")),
                         Ok(der) => {
-                            if let Err(why) = signing::verify(&json.root_hash, &der, path)? {
+                            if let Err(why) =
+                                signing::verify(&json.root_hash, &der, certificate, path)?
+                            {
                                 problems.push(why);
                             }
                         }
                     }
                     format!("signature checked against {}", path.display())
                 }
+                // Nothing here covers the fingerprint: it is the partition's own claim.
                 None => format!(
-                    "signed by certificate {}; give --cert to check the signature itself",
-                    found.unwrap_or("(none named)")
+                    "signature present, unchecked: it names certificate {}, which only --cert \
+                     FILE checks",
+                    found.unwrap_or("(none)")
                 ),
             }
         }

@@ -73,8 +73,13 @@ impl Image {
     /// partition is read as the SquashFS (its structure is checked; its hash tree is `verify`'s
     /// job). Errors name the file and what is wrong.
     pub fn open(path: &Path) -> Result<Image> {
-        let mut file =
-            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Image::open_file(file, path)
+    }
+
+    /// [`Image::open`] of a file already open (`path` names it in errors): whoever opened it
+    /// checks these bytes and no others, even if the path is given another file meanwhile.
+    pub fn open_file(mut file: File, path: &Path) -> Result<Image> {
         let len = file
             .metadata()
             .with_context(|| format!("cannot stat {}", path.display()))?
