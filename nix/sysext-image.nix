@@ -39,7 +39,7 @@ let
     "flatcar"
     "--reload-manager"
     "--restart-unit"
-    "keepalived-sysext-apply.service"
+    "keepalived-sysext-merged.service"
     "--epoch"
     (toString epoch)
     "--update-url"

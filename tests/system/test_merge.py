@@ -22,7 +22,8 @@ def test_merged_tree(merged_root, keepalived_x86_64):
     expect(os.path.isfile(merged), f"{merged} missing after merge")
     expect(sha256(merged) == sha256(keepalived_x86_64), "merged usr/bin/keepalived differs from the built binary")
     for rel in ("usr/lib/systemd/system/keepalived.service", "usr/lib/systemd/system/keepalived.path",
-                "usr/lib/systemd/system/keepalived-sysext-apply.service", "usr/bin/keepalived-sysext",
+                "usr/lib/systemd/system/keepalived-sysext-apply.service",
+                "usr/lib/systemd/system/keepalived-sysext-merged.service", "usr/bin/keepalived-sysext",
                 "usr/lib/systemd/system/multi-user.target.d/10-keepalived.conf"):
         got = os.path.join(root, rel)
         expect(os.path.isfile(got), f"{rel} missing after merge")
@@ -48,7 +49,8 @@ def test_units_verify_in_merged_tree(merged_root):
     require("systemd-analyze")
     env = dict(os.environ, SYSTEMD_LOG_LEVEL="notice")
     p = run(["systemd-analyze", "verify", "--man=no", f"--root={merged_root}", "keepalived.service",
-             "keepalived.path", "keepalived-sysext-apply.service", "multi-user.target"], check=False, env=env)
+             "keepalived.path", "keepalived-sysext-apply.service", "keepalived-sysext-merged.service",
+             "multi-user.target"], check=False, env=env)
     out = (p.stdout + p.stderr).strip()
     expect(p.returncode == 0 and not out, f"systemd-analyze verify (exit {p.returncode}):\n{out}")
 

@@ -63,11 +63,11 @@ def keepalived_aarch64_old():
 
 def assembler_build(assembler, arch, binary, out, *extra, version=None):
     """`sysext-assembler build` of the keepalived image as the flake builds it (files/ and the static
-    binary, for Flatcar, with the reload manager and keepalived-sysext-apply.service restarted by systemd
+    binary, for Flatcar, with the reload manager and keepalived-sysext-merged.service restarted by systemd
     262's sysext after a merge) into OUT, with EXTRA options."""
     run([assembler, "build", "--name", "keepalived", "--version", version or keepalived_version(),
          "--arch", arch, "--out", str(out), "--tree", PAYLOAD, "--file", f"usr/bin/keepalived={binary}",
-         "--os", "flatcar", "--reload-manager", "--restart-unit", "keepalived-sysext-apply.service", *extra])
+         "--os", "flatcar", "--reload-manager", "--restart-unit", "keepalived-sysext-merged.service", *extra])
 
 
 @pytest.fixture(scope="session")
