@@ -101,6 +101,9 @@ def cluster(assembler, keepalived_x86_64, keepalived_x86_64_old, keys, root_trix
                                   os.path.join(work, f"nspawn-{node.name}.log"))
             containers.append(container)
             node.container = container.start()
+        for node_ in c.nodes.values():
+            wait_for(lambda: running_version(node_.container) == f"v{OLD}",
+                     f"keepalived {OLD} to run on {node_.name}", timeout=60)
         wait_for(lambda: c.holders() == ["n1"], "n1 (priority 100) to hold the VIP", timeout=60)
         c.feed = feed
         yield c
