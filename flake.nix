@@ -159,16 +159,28 @@
         in
         {
           inherit packages checks;
-          devShell = pkgs.callPackage ./nix/dev-shell.nix { };
+          devShell = pkgs.callPackage ./nix/dev-shell.nix { inherit sysext-assembler; };
           formatter = pkgs.callPackage ./nix/formatter.nix { };
         };
 
       bySystem = lib.genAttrs systems perSystem;
+
+      # What a Hydra jobset builds (hydraJobs.JOB.SYSTEM, as nixpkgs' release.nix lays out its
+      # jobs): the published images, the release and every check, for both build systems.
+      hydraPackages = [
+        "keepalived-x86-64"
+        "keepalived-arm64"
+        "keepalived-ddi-x86-64"
+        "keepalived-ddi-arm64"
+        "release"
+      ];
     in
     {
       packages = lib.mapAttrs (_: outputs: outputs.packages) bySystem;
       checks = lib.mapAttrs (_: outputs: outputs.checks) bySystem;
       devShells = lib.mapAttrs (_: outputs: { default = outputs.devShell; }) bySystem;
       formatter = lib.mapAttrs (_: outputs: outputs.formatter) bySystem;
+      hydraJobs = lib.genAttrs hydraPackages (name: lib.mapAttrs (_: outputs: outputs.packages.${name}) bySystem)
+        // { checks = lib.mapAttrs (_: outputs: outputs.checks) bySystem; };
     };
 }

@@ -1,15 +1,14 @@
-# The development shell: the Rust toolchain nixpkgs pins, the tools the tests drive (the Debian
-# CI installs the same tools from apt, see .ci/run), and the Nix formatter and linter.
+# The development shell: everything the assembler's build and tests take (inputsFrom: the Rust
+# build hooks and the nativeCheckInputs, among them cryptsetup's veritysetup, openssl, sfdisk,
+# unsquashfs, strace, gpg and PyYAML, which tests/ddi.rs and the other tests call), the tools the
+# system tests drive (the Debian CI installs the same tools from apt, see .ci/run), and the Nix
+# formatter and linter.
 { mkShell
+, sysext-assembler
 , cargo
 , rustc
 , clippy
 , rustfmt
-, squashfsTools
-, util-linux
-, strace
-, gnupg
-, python3
 , qemu
 , iproute2
 , tcpdump
@@ -19,16 +18,14 @@
 }:
 
 mkShell {
+  # mkShell takes the derivations' inputs, never the derivations themselves: the shell builds
+  # the assembler with cargo rather than carrying the Nix-built one.
+  inputsFrom = [ sysext-assembler ];
   packages = [
     cargo
     rustc
     clippy
     rustfmt
-    squashfsTools
-    util-linux
-    strace
-    gnupg
-    (python3.withPackages (ps: [ ps.pyyaml ]))
     qemu
     iproute2
     tcpdump

@@ -4,6 +4,9 @@
 # Features and versions come from keepalived.json, the file the non-Nix test build reads too.
 # The install layout is fixed here: the binary is taken from the build tree (no `make install`,
 # which would write /etc), compiled with /usr, /etc and /run as its paths, as on Flatcar.
+#
+# A derivation of its own rather than an override of nixpkgs' `keepalived`: docs/building.md
+# ("Why keepalived is not nixpkgs' keepalived") gives the reasons.
 { lib
 , stdenv
 , autoreconfHook
@@ -35,7 +38,7 @@ let
     configureFlags = (old.configureFlags or [ ]) ++ opensslConfigureFlags;
   });
 in
-stdenv.mkDerivation {
+stdenv.mkDerivation (finalAttrs: {
   pname = "keepalived-static";
   inherit version src;
 
@@ -52,8 +55,10 @@ stdenv.mkDerivation {
   # default configuration path, so give it the paths of the system it runs on instead. The data
   # file's flags fix the iproute2 directories too (--with-iproute-{etc,usr}-dir): configure would
   # otherwise ask the build machine's `ip` for them.
+  # Through finalAttrs, so an overrideAttrs of passthru.projectConfigureFlags changes the build and
+  # the manifest's record of it together.
   dontAddPrefix = true;
-  configureFlags = projectConfigureFlags;
+  configureFlags = finalAttrs.passthru.projectConfigureFlags;
 
   # keepalived's configure mishandles a static pkg-config in two places (nix/keepalived-pkg-config
   # says how; tests/e2e/build-keepalived uses the same script): without this, libnl is silently
@@ -87,10 +92,10 @@ stdenv.mkDerivation {
   passthru = { inherit projectConfigureFlags opensslConfigureFlags; };
 
   meta = {
-    description = "keepalived ${version}, statically linked against musl";
+    description = "keepalived, statically linked against musl";
     homepage = "https://www.keepalived.org";
     license = lib.licenses.gpl2Plus;
     platforms = lib.platforms.linux;
     mainProgram = "keepalived";
   };
-}
+})

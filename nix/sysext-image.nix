@@ -48,8 +48,7 @@ let
   ++ lib.concatMap (key: [ "--provenance" "${key}=${provenance.${key}}" ]) (lib.attrNames provenance)
   ++ lib.optionals (format == "ddi") [ "--format" "ddi" ];
 in
-assert described ? ${format}
-  || throw "nix/sysext-image.nix: format \"${format}\" is unknown; use \"squashfs\" or \"ddi\"";
+assert lib.assertOneOf "nix/sysext-image.nix: format" format (lib.attrNames described);
 runCommand "keepalived-sysext-${lib.optionalString (format == "ddi") "ddi-"}${version}-${arch}"
 {
   nativeBuildInputs = [ sysext-assembler ];
@@ -57,7 +56,7 @@ runCommand "keepalived-sysext-${lib.optionalString (format == "ddi") "ddi-"}${ve
     inherit assemblerArgs keepalived payload arch format;
     imageFile = "keepalived-v${version}-${arch}.raw";
   };
-  meta.description = "keepalived ${version} systemd-sysext image for Flatcar (${arch}, ${described.${format}})";
+  meta.description = "keepalived systemd-sysext image for Flatcar (${arch}, ${described.${format}})";
 } ''
   mkdir -p "$out"
   sysext-assembler build ${lib.escapeShellArgs assemblerArgs} \

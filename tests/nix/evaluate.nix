@@ -23,13 +23,18 @@ let
     # lib/strings.nix, as nixpkgs defines them
     inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix optionalString
       hasPrefix hasSuffix removePrefix splitString;
+    inherit (import ./lib-asserts.nix) assertOneOf;
     mkForce = value: { _type = "override"; priority = 50; content = value; };
     licenses = { gpl2Plus = "gpl2Plus"; mit = "mit"; asl20 = "asl20"; };
     platforms.linux = [ "x86_64-linux" "aarch64-linux" ];
     fileset = {
       unions = paths: map (path: assert builtins.isFunction path || builtins.pathExists path; path) paths;
+      # A file set of the path when it exists, else of nothing (here: a predicate matching nothing).
+      maybeMissing = path: assert builtins.isPath path; if builtins.pathExists path then path else _path: _type: false;
       fileFilter = keep: root: assert builtins.isFunction keep && builtins.pathExists root; _path: _type: true;
-      toSource = { root, fileset }: assert builtins.isPath root; assert builtins.isList fileset; fakePath "source";
+      # Forces every element, as nixpkgs' coercion does: a missing path fails the evaluation.
+      toSource = { root, fileset }: assert builtins.isPath root; assert builtins.isList fileset;
+        builtins.deepSeq fileset (fakePath "source");
     };
     sources.sourceFilesBySuffices = path: suffixes: assert builtins.isPath path; assert builtins.isList suffixes; fakePath "nix-files";
   };
@@ -66,9 +71,14 @@ let
           # As make-derivation.nix does for a cross build: the build and host platforms are
           # appended to configureFlags, so a flake that records configureFlags records the
           # build machine (tests/nix/check's provenance check compares the two systems).
-          mkDerivation = attrs: builder "mkDerivation" (attrs // {
-            configureFlags = (attrs.configureFlags or [ ]) ++ [ "--build=${buildSystem}" "--host=${system}" ];
-          });
+          # Takes attributes or, as nixpkgs' does, a function of the final attributes (finalAttrs).
+          mkDerivation = attrsOrFunction:
+            let
+              attrs = if builtins.isFunction attrsOrFunction then attrsOrFunction attrs else attrsOrFunction;
+            in
+            builder "mkDerivation" (attrs // {
+              configureFlags = (attrs.configureFlags or [ ]) ++ [ "--build=${buildSystem}" "--host=${system}" ];
+            });
           hostPlatform = {
             inherit system;
             emulator = buildPackages: assert buildPackages ? callPackage; "${fakePath "qemu"}/bin/qemu-${hostArch}";

@@ -34,5 +34,13 @@ in
       inherit (outputs) packages checks devShells;
     } // {
     formatter = builtins.mapAttrs (_: _: "<value>") outputs.formatter;
+    # hydraJobs.JOB.SYSTEM for the images and the release (the systems are listed, the
+    # derivations never forced), hydraJobs.checks.SYSTEM.NAME for the checks.
+    hydraJobs = builtins.mapAttrs
+      (job: bySystem:
+        if job == "checks"
+        then builtins.mapAttrs (_: builtins.attrNames) bySystem
+        else builtins.attrNames bySystem)
+      outputs.hydraJobs;
   };
 }

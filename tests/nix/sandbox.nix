@@ -24,6 +24,7 @@ let
   lib = {
     inherit (import ./lib-strings.nix) escapeShellArg escapeShellArgs concatMapStrings removeSuffix optionalString;
     inherit (builtins) concatMap attrNames;
+    inherit (import ./lib-asserts.nix) assertOneOf;
     optionals = condition: list: if condition then list else [ ];
     importTOML = path: builtins.fromTOML (builtins.readFile path);
     fileset = import ./lib-fileset.nix;
