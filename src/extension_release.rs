@@ -93,8 +93,7 @@ impl ExtensionRelease {
         for key in fields.keys() {
             if !matches!(
                 key.as_str(),
-                "ID"
-                    | "SYSEXT_LEVEL"
+                "ID" | "SYSEXT_LEVEL"
                     | "ARCHITECTURE"
                     | "EXTENSION_RELOAD_MANAGER"
                     | "EXTENSION_RESTART_UNITS"
@@ -199,7 +198,8 @@ mod tests {
 
     #[test]
     fn flatcar_with_reload() {
-        let release = ExtensionRelease::new(Some("flatcar"), None, Arch::X86_64, true, vec![]).unwrap();
+        let release =
+            ExtensionRelease::new(Some("flatcar"), None, Arch::X86_64, true, vec![]).unwrap();
         let text = release.render();
         assert_eq!(
             text,
@@ -219,11 +219,21 @@ mod tests {
             "{text}"
         );
         assert_eq!(ExtensionRelease::parse(&text).unwrap(), release);
-        for bad in ["a", "a.conf", "a@.service", "@a.service", "a/b.service", ".service"] {
+        for bad in [
+            "a",
+            "a.conf",
+            "a@.service",
+            "@a.service",
+            "a/b.service",
+            ".service",
+        ] {
             let err = ExtensionRelease::new(None, None, Arch::X86_64, false, vec![bad.into()])
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("is not a unit name systemd-sysext restarts"), "{bad}: {err}");
+            assert!(
+                err.contains("is not a unit name systemd-sysext restarts"),
+                "{bad}: {err}"
+            );
         }
     }
 
