@@ -3,7 +3,7 @@ are test_*.py): the cluster of test_cluster.py rolled from keepalived 2.2.7 to 2
 (SKA_BENCH_ROUNDS, default 3) for each of two ways, alternating:
 
 - naive: the configuration without the handover track file, and on each node what a timer-driven update
-  does without keepalived-sysext: the link moved, `systemctl restart systemd-sysext`, then
+  does without keepalived-sysext: the link moved, `systemd-sysext refresh`, then
   `systemctl restart keepalived` (the restart still passes the pre-activation check, which moves nothing);
 - handover: the configuration with the track file, and `keepalived-sysext rollback VERSION` on each node
   (the same check, handover and restart as `apply` after a sysupdate).
@@ -13,6 +13,7 @@ rollout releasing any hold, so every round starts alike. Each rollout's client t
 total gap, moves) goes to the results file under `rollout_<way>`."""
 
 import os
+import shutil
 
 from support.cluster import keepalived_conf
 from support.session import note
@@ -39,7 +40,7 @@ def naive_rollout(cluster, version):
     for name in ORDER:
         c = node(cluster, name)
         c.run("ln", "-sfn", f"{OPT}/{image_name(version)}", LINK)
-        c.run("systemctl", "restart", "systemd-sysext")
+        c.run("systemd-sysext", "refresh")
         c.run("systemctl", "restart", "keepalived.service")
         wait_running(c, version, f"{name} to run {version}")
         # As a timer-driven fleet does: the next node only once this one is back (and, with preemption,
@@ -55,8 +56,15 @@ def handover_rollout(cluster, version):
         wait_running(c, version, f"{name} to run {version}")
 
 
+def install(cluster, version):
+    """Puts the feed's image of VERSION next to the installed ones on every node, as sysupdate would."""
+    for n in cluster.nodes.values():
+        shutil.copy2(cluster.feed.image(version), os.path.join(n.tree, OPT.lstrip("/"), image_name(version)))
+
+
 def test_rollouts(cluster, results):
     rounds = int(os.environ.get("SKA_BENCH_ROUNDS", "3"))
+    install(cluster, GOOD)
     runs = {"naive": [], "handover": []}
     version = GOOD if running_version(node(cluster, "n1")) == f"v{OLD}" else OLD
     for _ in range(rounds):
