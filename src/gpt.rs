@@ -122,8 +122,9 @@ pub struct Table {
     pub partitions: Vec<Partition>,
 }
 
-/// CRC-32 as UEFI uses it (IEEE 802.3, reflected, the same as zlib's).
-fn crc32(bytes: &[u8]) -> u32 {
+/// CRC-32 as UEFI uses it (IEEE 802.3, reflected, the same as zlib's). Public so that the DDI
+/// tests and the fuzz target can reseal headers they change.
+pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in bytes {
         crc ^= u32::from(byte);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use sysext_assembler::gpt::crc32;
 
 fn tool(name: &str) -> Command {
     require_tool(name);
@@ -538,17 +539,6 @@ fn arm64_ddis_use_the_arm64_partition_types() {
     let root_hash = manifest_root_hash(&out.join("hello-v1.0-arm64.manifest.json"));
     let ok = veritysetup_verify(&root, &hash, &root_hash);
     assert!(ok.status.success(), "veritysetup: {}", stderr(&ok));
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
 }
 
 /// Rewrites the GPT of `bytes` as someone crafting an image would: `edit` changes the primary

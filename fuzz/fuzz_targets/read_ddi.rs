@@ -16,6 +16,7 @@ use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
 use sysext_assembler::ddi;
+use sysext_assembler::gpt::crc32;
 
 const SECTOR: usize = 512;
 const ARRAY: usize = 128 * 128;
@@ -26,17 +27,6 @@ fn check(data: &[u8]) {
     if let Ok(layout) = ddi::read(&mut file, data.len() as u64) {
         let _ = ddi::check_tree(&mut file, &layout);
     }
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
 }
 
 fn seal_header(header: &mut [u8]) {
