@@ -8,12 +8,14 @@ are test_*.py): the cluster of test_cluster.py rolled from keepalived 2.2.7 to 2
 - handover: the configuration with the track file, and `keepalived-sysext rollback VERSION` on each node
   (the same check, handover and restart as `apply` after a sysupdate).
 
-Both roll the backups first and the master last, and both end with the node that held the VIP before the
-rollout releasing any hold, so every round starts alike. Each rollout's client timeline (longest gap,
+Both roll the backups first and the master last; the client keeps probing for SETTLE seconds after the
+last node, past a master-down interval, so that a move back by preemption counts. Before each rollout every
+node releases any hold, so every round starts alike. Each rollout's client timeline (longest gap,
 total gap, moves) goes to the results file under `rollout_<way>`."""
 
 import os
 import shutil
+import time
 
 from support.cluster import keepalived_conf
 from support.session import note
@@ -22,6 +24,7 @@ from test_cluster import (CONF, GOOD, LINK, OLD, OPT, PRIORITIES, TOOL, cluster,
                           node, running_version, versions, wait_for, wait_running)
 
 ORDER = ("n3", "n2", "n1")
+SETTLE = 6
 
 
 def set_config(cluster, handover):
@@ -73,6 +76,9 @@ def test_rollouts(cluster, results):
             settle(cluster)
             probe = cluster.probe()
             rollout(cluster, version)
+            # Probing goes on past a master-down interval (3.6 s) after the last node, so that a move back
+            # by preemption is counted.
+            time.sleep(SETTLE)
             timeline = probe.stop()
             running = versions(cluster)
             assert set(running.values()) == {f"v{version}"}, running
