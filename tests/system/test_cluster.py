@@ -18,6 +18,7 @@ where the scenario says."""
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -204,6 +205,7 @@ def test_release_ends_the_hold(cluster, results):
     probe = cluster.probe()
     node(cluster, "n1").run(TOOL, "release")
     wait_for(lambda: cluster.holders() == ["n1"], "n1 to take the VIP back", timeout=30)
+    time.sleep(2)  # the client's answers follow the move (its ARP entry, the new master's GARP)
     timeline = probe.stop()
     record(results, "release", timeline)
     expect(timeline.moves == 1 and timeline.longest_gap < SKEW, timeline.summary())
