@@ -32,6 +32,8 @@ def fake_flatcar_root(path, os_id="flatcar", with_systemd_units=False):
         f.write("base layer\n")
     # Flatcar ships util-linux's kill; the unit's ExecReload names /bin/kill and systemd-analyze checks it.
     shutil.copy2(shutil.which("kill") or "/usr/bin/kill", os.path.join(path, "usr/bin/kill"))
+    # Likewise systemctl (Flatcar's /usr/bin/systemctl), which keepalived-sysext-merged.service names.
+    shutil.copy2(shutil.which("systemctl") or "/usr/bin/systemctl", os.path.join(path, "usr/bin/systemctl"))
     if with_systemd_units:
         shutil.copytree("/usr/lib/systemd/system", os.path.join(path, "usr/lib/systemd/system"), symlinks=True,
                         ignore=lambda d, names: [n for n in names if n.startswith("keepalived")])
