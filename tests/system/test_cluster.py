@@ -23,9 +23,9 @@ import time
 import pytest
 
 from support.builds import assembler_build
-from support.cluster import FEED_PORT, HANDOVER_FILE, NEW_ONLY_KEYWORD, Cluster, NetnsPath, keepalived_conf
+from support.cluster import FEED_PORT, HANDOVER_FILE, NEW_ONLY_KEYWORD, Cluster, keepalived_conf
 from support.common import PREFIX, expect, keepalived_version, old_keepalived_version
-from support.containers import Container
+from support.containers import Container, Network
 from support.feed import MARKER, TRANSFER_FILE
 from support.session import note
 from test_sysupdate import CONF, LINK, OPT, PUBRING, TRANSFER, image_name, merged_version, put, show, wait_for
@@ -98,7 +98,7 @@ def cluster(assembler, keepalived_x86_64, keepalived_x86_64_old, keys, root_trix
             c.add_node(name, tree)
         c.wait_feed(SUB)
         for node in c.nodes.values():
-            container = Container(node.tree, f"{node.ns}-c", NetnsPath(node.ns), loop_nodes,
+            container = Container(node.tree, f"{node.ns}-c", Network(node.ns), loop_nodes,
                                   os.path.join(work, f"nspawn-{node.name}.log"))
             containers.append(container)
             node.container = container.start()

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from support.common import Failure, expect, run
+from support.containers import Network
 from support.session import die_with_parent
 
 VIP = "192.0.2.100"
@@ -163,17 +164,6 @@ class Node:
         return f"192.0.2.{10 + self.index}"
 
 
-class NetnsPath:
-    """What support.containers.Container needs of a network: the namespace's name and path."""
-
-    def __init__(self, name):
-        self.name = name
-        self.path = f"/run/netns/{name}"
-
-    def run(self, cmd, **kw):
-        return run(["ip", "netns", "exec", self.name, *cmd], **kw)
-
-
 class Cluster:
     def __init__(self, run_id, work, feed_root):
         self.run_id = run_id
@@ -234,7 +224,7 @@ class Cluster:
 
     def boot(self, boot):
         for node in self.nodes.values():
-            node.container = boot(node.tree, network=NetnsPath(node.ns))
+            node.container = boot(node.tree, network=Network(node.ns))
 
     def holders(self):
         """The nodes whose ska0 has the VIP."""
