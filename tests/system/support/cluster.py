@@ -16,9 +16,10 @@ without an answer within PROBE_TIMEOUT is lost. `Probe.stop()` returns a `Timeli
 longest run of them and the total (as time: probes x interval), and every change of the answering node
 (a VIP move).
 
-API: `Cluster(run_id, work, network_factory)`; `cluster.add_node(name, tree)` (before `start`),
-`cluster.boot(boot)` boots every node with the `boot` fixture; `cluster.nodes[name].container`;
-`cluster.probe()` -> Probe; `cluster.close()` removes every namespace and process."""
+API: `Cluster(run_id, work, feed_root)`; `cluster.add_node(name, tree)` makes the node's namespace, feed
+server and responder (the caller boots `tree` as a container in `Network(node.ns)` and sets
+`node.container`); `cluster.wait_feed(sub)`, `cluster.holders()`, `cluster.probe()` -> Probe;
+`cluster.close()` removes every namespace and process."""
 
 import os
 import signal
@@ -27,7 +28,6 @@ import time
 from dataclasses import dataclass, field
 
 from support.common import Failure, expect, run
-from support.containers import Network
 from support.session import die_with_parent
 
 VIP = "192.0.2.100"
@@ -221,10 +221,6 @@ class Cluster:
                 if time.monotonic() > deadline:
                     raise Failure(f"{node.name}: the feed is not served on 127.0.0.1:{FEED_PORT}: {p.stderr}")
                 time.sleep(0.2)
-
-    def boot(self, boot):
-        for node in self.nodes.values():
-            node.container = boot(node.tree, network=Network(node.ns))
 
     def holders(self):
         """The nodes whose ska0 has the VIP."""
