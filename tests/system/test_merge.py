@@ -95,12 +95,12 @@ def check_refused(root, image, what, reason):
     note(f"systemd-sysext: {why[0]}")
 
 
-def test_sysext_refuses_arm64_image_on_x86_64(shared_mounts, fake_roots, image_arm64):
+def test_sysext_refuses_arm64_image_on_x86_64(fake_roots, image_arm64):
     require("systemd-sysext")
     check_refused(fake_roots("root-arm64"), image_arm64, "an arm64 image on an x86-64 host", r"arm64")
 
 
-def test_sysext_refuses_image_on_non_flatcar_root(shared_mounts, fake_roots, image_x86_64):
+def test_sysext_refuses_image_on_non_flatcar_root(fake_roots, image_x86_64):
     require("systemd-sysext")
     check_refused(fake_roots("root-debian", os_id="debian"), image_x86_64,
                   "a flatcar image into a root with ID=debian", r"for OS 'flatcar'.*'debian'")

@@ -21,7 +21,7 @@ from support.lab import PRIORITY0_BOUND, VIP2
 from support.session import note
 
 
-def test_no_config_nothing_starts_until_config_appears(shared_mounts, work, extension_dir):
+def test_no_config_nothing_starts_until_config_appears(work, extension_dir):
     """Merged at boot, no configuration: nothing starts or retries past systemd's rate-limit interval;
     a configuration appearing starts keepalived."""
     c = HostContainer(work, "noconf", extension_dir)

@@ -56,7 +56,7 @@ def fake_roots(work):
 
 
 @pytest.fixture(scope="session")
-def merged_root(shared_mounts, fake_roots, image_x86_64):
+def merged_root(fake_roots, image_x86_64):
     """A fake Flatcar root (with systemd's units) into which systemd-sysext merged the x86-64 image."""
     require("systemd-sysext", "unsquashfs")
     root = fake_roots("root", with_systemd_units=True)

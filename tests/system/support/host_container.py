@@ -147,7 +147,7 @@ def extension_dir(work, image_x86_64):
 
 
 @pytest.fixture(scope="module")
-def unit_lab(shared_mounts, merged_keepalived):
+def unit_lab(merged_keepalived):
     """Nodes sa (to run under systemd in a container) and sb (a plain process), not yet started."""
     sd_work = os.path.join("/run", RUN_ID)
     try:

@@ -239,7 +239,7 @@ def make_lab(work, binary, names):
 
 
 @pytest.fixture(scope="module")
-def vrrp_lab(shared_mounts, work, merged_keepalived):
+def vrrp_lab(work, merged_keepalived):
     """Nodes a and b (MASTER 100, BACKUP 99) with keepalived from the merged root, not yet started."""
     lab = make_lab(os.path.join(work, "vrrp"), merged_keepalived, ("a", "b"))
     yield lab

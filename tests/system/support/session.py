@@ -1,11 +1,13 @@
 """What one run of the system suite owns beyond its builds: its name (ska-e2e-<pid>), its work directory,
-the mount setup systemd-sysext and network namespaces need, the results file, and the removal of what a
-crashed earlier run left behind.
+the results file, the removal of what a crashed earlier run left behind, and the check that this run left
+no network namespace behind. (The mounts systemd-sysext and network namespaces need are set by
+tests/system/run, before pytest starts.)
 
 A run killed half-way (SIGKILL, a lost terminal) leaves no mounts, since tests/system/run puts pytest in a
 private mount namespace, but it can leave keepalived processes, empty /run/netns entries and work
 directories. Every such name carries the creating run's pid, so the next run removes exactly the leftovers
-of runs that are gone and never touches a parallel live run.
+of runs that are gone and never touches a parallel live run. A run that ends normally must leave none:
+`no_namespace_left_behind` fails it otherwise.
 
 Measurements go to the results file (SKA_E2E_RESULTS, default /var/cache/keepalived-sysext/e2e-results.json),
 which bench/failover-timings reads; they and the notes tests make are also printed at the end of the run."""
@@ -159,15 +161,16 @@ def work():
     return WORK
 
 
-@pytest.fixture(scope="session")
-def shared_mounts():
-    """The run's mount namespace (private to tests/system/run) must not propagate anything to the host, but
-    mounts within it must propagate: systemd-sysext mounts its overlay in a child namespace, and `ip netns`
-    binds namespaces under /run/netns. /run has to be a mount point for systemd-sysext."""
-    run(["mount", "--make-rprivate", "/"])
-    run(["mount", "--make-rshared", "/"])
-    run(["mount", "--bind", "/run", "/run"])
-    run(["mount", "--make-shared", "/run"])
+@pytest.fixture(scope="session", autouse=True)
+def no_namespace_left_behind():
+    """Set up before every other session fixture, so torn down after all of them: a network namespace of
+    this run still in /run/netns then is one that a fixture did not delete, or whose `ip netns delete`
+    failed (its file stays on the host's /run as an empty entry that `ip netns list` reports as "Peer netns
+    reference is invalid"). That fails the run, as an error of its last test."""
+    yield
+    left = sorted(glob.glob(f"/run/netns/{RUN_ID}-*"))
+    expect(not left, "this run left network namespaces behind on the host: " + ", ".join(left)
+           + "; the fixture that made each must delete it (and `ip netns delete` must be able to unlink it)")
 
 
 # ----------------------------------------------------------------------------------------------------------
