@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from support.common import expect, run
-from support.ignition import VALIDATE, ignite, ignition_config, prepare_root
+from support.ignition import (VALIDATE, feed_http, ignite, ignition_config,  # noqa: F401 (fixtures)
+                              ignition_tools, prepare_root)
 
 KEEPALIVED_CONF = """# keepalived.conf provisioned by Ignition in the system tests.
 global_defs {

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from support.common import Failure, expect
-from support.host_container import HostContainer
+from support.host_container import HostContainer, extension_dir, unit_lab  # noqa: F401 (fixtures)
 from support.keepalived import proc_status, unit_capability_mask
 from support.lab import PRIORITY0_BOUND, VIP2
 from support.session import note

@@ -15,7 +15,7 @@ import pytest
 
 from support.common import expect, run
 from support.keepalived import check_process_privileges, unit_lines
-from support.lab import FAILOVER_BOUND, VIP, VIP2
+from support.lab import FAILOVER_BOUND, VIP, VIP2, vrrp_lab  # noqa: F401 (vrrp_lab: a fixture)
 from support.session import note, require
 
 
