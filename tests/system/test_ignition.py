@@ -17,6 +17,7 @@ import stat
 import subprocess
 import time
 import urllib.parse
+from dataclasses import dataclass
 
 import pytest
 import yaml
@@ -470,15 +471,21 @@ def _assert_policy_in_unit(node, policy):
             shown
 
 
-@pytest.mark.parametrize("policy", [STRICT, LENIENT], ids=["strict", "lenient"])
-def test_the_image_policy_decides_whether_a_plain_image_merges(ignition_tools, assembler, release, pubring,
-                                                               verity_keys, root, boot, tmp_path, policy):
-    """Boot a root provisioned with a verity certificate and an image policy. The image is this project's plain
-    SquashFS image (no partition table, no dm-verity): the default policy (strict) must refuse it, and with it
-    every other extension of the same merge; a policy that allows unprotected roots (lenient) merges it, so it
-    is the policy that refused. Signed images need device-mapper, which containers lack: that side is the VM
-    test's. butane refuses the strict policy with a plain image, so that node is provisioned with the lenient
-    one and the policy tightened in its files before the first boot, as an administrator could."""
+@dataclass
+class PolicyBoot:
+    node: object
+    sysext_state: str  # systemd-sysext.service's ActiveState after the boot
+    sysext_journal: str
+    image_merged: bool
+    dir_merged: bool
+
+
+def _boot_under_policy(policy, assembler, release, pubring, verity_keys, root, boot, tmp_path):
+    """A copy of ROOT provisioned by Ignition with a verity certificate and an image policy, booted. Its
+    extensions are this project's plain SquashFS image (no partition table, no dm-verity) and a directory
+    extension. butane refuses the strict policy with a plain image, so the node is provisioned with the
+    lenient one and, for STRICT, the policy is tightened in its files before the first boot, as an
+    administrator could. Returns what the boot left: a `PolicyBoot`."""
     tree = root.copy(tmp_path / "tree")
     prepare_root(tree)
     _directory_extension(tree)
@@ -502,30 +509,21 @@ def test_the_image_policy_decides_whether_a_plain_image_merges(ignition_tools, a
     merged = node.run("test", "-e", "/usr/lib/extension-release.d/extension-release.keepalived",
                       check=False).returncode == 0
     dir_merged = node.run("test", "-e", "/usr/share/plaindir/marker", check=False).returncode == 0
-    if policy == LENIENT:
-        assert state == "active" and merged and dir_merged, (state, journal)
-        _assert_policy_in_unit(node, policy)
-        # A reload runs the drop-in's refresh, with the policy, and merges again.
-        node.run("systemctl", "reload", "systemd-sysext.service")
-        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0
-        # The policy is checked when images are merged, not after: tightened at run time, a reload (refresh)
-        # is refused and leaves the current merge in place; the next boot merges nothing.
-        node.sh("sed -i 's/=" + LENIENT + "/=" + STRICT + "/' "
-                "/etc/systemd/system/systemd-sysext.service.d/image-policy.conf "
-                "/etc/systemd/sysext.conf.d/image-policy.conf && systemctl daemon-reload")
-        _assert_policy_in_unit(node, STRICT)
-        assert node.run("systemctl", "reload", "systemd-sysext.service", check=False).returncode != 0
-        assert "Image does not match image policy" in node.journal("systemd-sysext.service")
-        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0, "the merge was undone"
-        node.reboot(timeout=300)
-        assert node.run("systemctl", "is-active", "systemd-sysext.service", check=False).stdout.strip() == "failed"
-        assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode != 0
-        return
-    assert state == "failed", (state, journal)
+    return PolicyBoot(node, state, journal, merged, dir_merged)
+
+
+def test_a_strict_image_policy_refuses_the_plain_image(ignition_tools, assembler, release, pubring, verity_keys,
+                                                       root, boot, tmp_path):
+    """The default policy (signed images only) refuses the plain image at boot, and with it every other
+    extension of the same merge; without the image, the directory extension merges under the same policy.
+    Signed images need device-mapper, which containers lack: that side is the VM test's (test_verity.py)."""
+    booted = _boot_under_policy(STRICT, assembler, release, pubring, verity_keys, root, boot, tmp_path)
+    node, journal = booted.node, booted.sysext_journal
+    assert booted.sysext_state == "failed", (booted.sysext_state, journal)
     # "/etc/extensions/keepalived.raw: Image does not match image policy." (257), the link's target (262).
     assert re.search(r"^/\S+/keepalived\S*\.raw: Image does not match image policy\.$", journal, re.M), journal
-    assert not merged and not dir_merged, "a refused image must stop the whole merge"
-    _assert_policy_in_unit(node, policy)
+    assert not booted.image_merged and not booted.dir_merged, "a refused image must stop the whole merge"
+    _assert_policy_in_unit(node, STRICT)
     # By hand: systemd 259 and later take the policy from sysext.conf.d and refuse too; 257 has only the
     # command line, so a bare `systemd-sysext refresh` merges the unsigned image.
     by_hand = node.run("systemd-sysext", "refresh", check=False)
@@ -541,4 +539,31 @@ def test_the_image_policy_decides_whether_a_plain_image_merges(ignition_tools, a
     node.run("rm", "/etc/extensions/keepalived.raw")
     node.run("systemctl", "restart", "systemd-sysext.service")
     assert node.run("cat", "/usr/share/plaindir/marker").stdout == "merged\n"
+    assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode != 0
+
+
+def test_a_lenient_image_policy_merges_the_plain_image_until_tightened(ignition_tools, assembler, release,
+                                                                       pubring, verity_keys, root, boot, tmp_path):
+    """A policy that allows unprotected roots merges the plain image, so it is the policy that refused it in
+    the strict test. The policy is checked when images are merged, not after: tightened at run time, a reload
+    is refused and keeps the merge, and the next boot merges nothing."""
+    booted = _boot_under_policy(LENIENT, assembler, release, pubring, verity_keys, root, boot, tmp_path)
+    node = booted.node
+    assert booted.sysext_state == "active" and booted.image_merged and booted.dir_merged, \
+        (booted.sysext_state, booted.sysext_journal)
+    _assert_policy_in_unit(node, LENIENT)
+    # A reload runs the drop-in's refresh, with the policy, and merges again.
+    node.run("systemctl", "reload", "systemd-sysext.service")
+    assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0
+    # Tightened at run time, a reload (refresh) is refused and leaves the current merge in place; the next
+    # boot merges nothing.
+    node.sh("sed -i 's/=" + LENIENT + "/=" + STRICT + "/' "
+            "/etc/systemd/system/systemd-sysext.service.d/image-policy.conf "
+            "/etc/systemd/sysext.conf.d/image-policy.conf && systemctl daemon-reload")
+    _assert_policy_in_unit(node, STRICT)
+    assert node.run("systemctl", "reload", "systemd-sysext.service", check=False).returncode != 0
+    assert "Image does not match image policy" in node.journal("systemd-sysext.service")
+    assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode == 0, "the merge was undone"
+    node.reboot(timeout=300)
+    assert node.run("systemctl", "is-active", "systemd-sysext.service", check=False).stdout.strip() == "failed"
     assert node.run("test", "-e", "/usr/bin/keepalived", check=False).returncode != 0
