@@ -25,8 +25,8 @@ namespace above) with CAP_NET_ADMIN, which nspawn drops by default and keepalive
 ("Netlink: error: Operation not permitted ... RTM_NEWADDR" without it), and the loop devices bound in:
 systemd-sysext attaches images to loop devices and opens /dev/loopN, which nspawn's private /dev lacks
 ("Failed to read metadata for image ...: No such file or directory"). Nodes for /dev/loop0..63 are made in
-the run's work directory and bound one by one, so a loop device the kernel allocates during the test is
-there too. Commands enter the container with nsenter.
+CACHE/work/ska-e2e-<pid>-dev (fixture `loop_nodes`, session) and bound one by one, so a loop device the
+kernel allocates during the test is there too. Commands enter the container with nsenter.
 
 Names: containers are `PREFIX<pid>-<n>`, the namespace `PREFIX<pid>-net`; a run first stops the containers
 and deletes the namespaces of runs whose pid is gone (a crashed or killed run)."""

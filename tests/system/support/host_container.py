@@ -6,8 +6,10 @@ container has no loop devices; the squashfs merge itself is test_merge.py's.
 These containers run the host's systemd (Debian 12: 252). The containers booted from debootstrapped roots
 with Flatcar's systemd versions live elsewhere (support/containers.py); this one needs nothing but the host.
 
-Fixtures: `extension_dir` (the image unpacked) and `unit_lab` (namespaces sa and sb in /run/ska-e2e-<pid>,
-not /var/tmp, whose PrivateTmp= would hide the check scripts from the unit)."""
+Fixtures (module scope; test_units.py imports them): `extension_dir` (the image unpacked into the run's work
+directory) and `unit_lab` (a support.lab Lab of nodes sa and sb, namespaces ska-e2e-<pid>-sa and -sb, whose
+files live in /run/ska-e2e-<pid>, not under /var/tmp, which the unit's PrivateTmp= would hide from the
+check scripts)."""
 
 import os
 import subprocess

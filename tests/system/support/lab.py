@@ -1,10 +1,15 @@
 """The VRRP lab: two network namespaces joined by a veth pair (192.0.2.1 and .2/24, nothing outside
 192.0.2.0/24), each a Node that runs keepalived under the shipped unit's capability bounding set and
-no_new_privs, configured like the seed README's control plane (auth PASS, advert_int 1, priorities 100/99,
-a track_script, a notify script that records state changes).
+no_new_privs, configured after docs/operating.md's Kubernetes control-plane example (auth PASS, advert_int 1,
+priorities 100/99 as its cp-1 and cp-2, a track_script), except: two nodes instead of three, multicast
+adverts instead of unicast peers, the first node starting as MASTER, the track_script every 1 s with weight -2
+(the example: 3 s, -5) run as root, and a notify script that records state changes.
 
 Namespaces are named ska-e2e-<pid>-<node>; keepalived is started with die_with_parent, and whatever still
-runs in a namespace is killed before the namespace is deleted, so a lab never outlives its module."""
+runs in a namespace is killed before the namespace is deleted, so a lab never outlives its module.
+
+Fixture: `vrrp_lab` (module scope; test_vrrp.py imports it). support.host_container builds its `unit_lab`
+with `make_lab`."""
 
 import os
 import re
@@ -18,7 +23,7 @@ from support.common import Failure, expect, run
 from support.keepalived import unit_capabilities_for_setpriv
 from support.session import RUN_ID, die_with_parent, pid_alive, require
 
-# VRRP parameters, after the seed README's examples.
+# VRRP parameters, after docs/operating.md's control-plane example.
 ADVERT_INT = 1.0
 PRIO_A, PRIO_B = 100, 99
 VIP, VIP2 = "192.0.2.100", "192.0.2.101"

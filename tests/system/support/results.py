@@ -1,7 +1,9 @@
-"""The record of what ran on which systemd: every test that used a root (support.roots) is written with its
-outcome, duration and the root's exact systemd version to CACHE/system-results.json at the end of the run,
-and the per-root summary is printed after pytest's own. The README's matrix of systemd versions comes
-from this file, so it only ever claims what a run did."""
+"""The record of what ran on which systemd: every test parametrized over the roots (fixture `root` of
+support.roots: trixie or sid among the test id's parameters) is written with its outcome, duration and the root's
+exact systemd version to CACHE/system-results.json at the end of the run, and the per-root summary is
+printed after pytest's own. Tests that take root_trixie or root_sid directly (test_cluster.py) are not in
+it. README.md's systemd versions ("What was built and tested where") come from this file, so they only
+claim what a run did."""
 
 import json
 import os
