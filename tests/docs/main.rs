@@ -1,6 +1,6 @@
 //! The documentation's examples, checked by the tools they are written for, so docs and tests
-//! cannot drift. Every fenced code block in README.md and docs/*.md is marked
-//! `<!-- check: KIND -->` on the line before its fence, and a block without a known KIND fails
+//! cannot drift. Every fenced code block in README.md, docs/*.md and tests/*/README.md is
+//! marked `<!-- check: KIND -->` on the line before its fence, and a block without a known KIND fails
 //! (`every_example_is_checked`), so no example escapes:
 //!
 //! - `keepalived-conf`: `keepalived -t` with the project's own static keepalived

@@ -1,4 +1,5 @@
-//! Reading the documentation the way the checks need it: README.md and every docs/*.md, their
+//! Reading the documentation the way the checks need it: README.md, every docs/*.md and the
+//! READMEs of tests/ (tests/e2e, tests/system: the docs link into them), their
 //! fenced code blocks with the `<!-- check: KIND -->` marker that says how each is checked (on the
 //! line before the fence, possibly indented, as inside a list item), their headings as GitHub
 //! turns them into anchors, and their links.
@@ -16,7 +17,8 @@ pub struct Document {
     pub text: String,
 }
 
-/// README.md and docs/*.md, in a fixed order (README first, then docs/ by name).
+/// README.md, docs/*.md and tests/*/README.md, in a fixed order (README first, then docs/ by
+/// name, then the tests' READMEs by directory).
 pub fn documents() -> Vec<Document> {
     let root = repo();
     let mut paths = vec![PathBuf::from("README.md")];
@@ -27,6 +29,13 @@ pub fn documents() -> Vec<Document> {
         .collect();
     docs.sort();
     paths.extend(docs);
+    let mut test_readmes: Vec<PathBuf> = std::fs::read_dir(root.join("tests"))
+        .unwrap_or_else(|e| panic!("cannot list tests/: {e}"))
+        .map(|entry| PathBuf::from("tests").join(entry.unwrap().file_name()).join("README.md"))
+        .filter(|path| root.join(path).is_file())
+        .collect();
+    test_readmes.sort();
+    paths.extend(test_readmes);
     paths
         .into_iter()
         .map(|path| {
