@@ -10,6 +10,7 @@ KEEPALIVED_BIN_X86_64 / KEEPALIVED_BIN_AARCH64 (use these binaries instead of bu
 KEEPALIVED_OLD_BIN_X86_64 / KEEPALIVED_OLD_BIN_AARCH64 (the same for the older version)."""
 
 import glob
+import json
 import os
 
 import pytest
@@ -25,7 +26,9 @@ def assembler():
     path = os.environ.get("SYSEXT_ASSEMBLER")
     if not path:
         run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, timeout=3600)
-        path = os.path.join(REPO, "target", "release", "sysext-assembler")
+        # Where cargo put it: CARGO_TARGET_DIR or a config may move the target directory.
+        metadata = run(["cargo", "metadata", "--locked", "--format-version", "1", "--no-deps"], cwd=REPO).stdout
+        path = os.path.join(json.loads(metadata)["target_directory"], "release", "sysext-assembler")
     expect(os.access(path, os.X_OK), f"sysext-assembler not executable at {path}")
     return path
 
