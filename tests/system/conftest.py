@@ -21,7 +21,7 @@ from support.common import Failure  # noqa: E402 (needs the path above)
 # In import order: a module is registered before a later one imports it (pytest rewrites a plugin's asserts
 # only when it registers the module first).
 pytest_plugins = ["support.session", "support.builds", "support.fake_root", "support.roots", "support.containers",
-                  "support.feed", "support.results"]
+                  "support.feed", "support.vm", "support.results"]
 
 
 def pytest_configure(config):

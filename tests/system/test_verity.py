@@ -27,7 +27,7 @@ import pytest
 from support.builds import assembler_build
 from support.common import expect, run
 from support.session import note
-from support.vm import VM, vm_image  # noqa: F401 (vm_image: a fixture)
+from support.vm import VM
 
 POLICY = "root=signed+absent:usr=signed+absent"
 # Why systemd 257 refuses each image, as its debug log says it (the drop-in below turns debug on).
