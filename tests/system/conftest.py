@@ -24,6 +24,15 @@ pytest_plugins = ["support.session", "support.builds", "support.fake_root", "sup
                   "support.feed", "support.vm", "support.results"]
 
 
+def pytest_collection_modifyitems(items):
+    # Marked by what they use, not by hand, so a new VM test cannot end up outside `-m vm`: tests/run runs
+    # the machine's tests (qemu's emulator, minutes of CPU) beside the container tests (mostly waiting on
+    # timers), in a second run of this suite.
+    for item in items:
+        if "vm_image" in item.fixturenames:
+            item.add_marker("vm")
+
+
 def pytest_configure(config):
     if os.geteuid() != 0 or os.environ.get("SKA_SYSTEM_NAMESPACE") != "1":
         raise SystemExit("tests/system: start it through tests/system/run (root, private mount namespace)")
