@@ -7,13 +7,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use sysext_assembler::manifest::{EntryKind, Manifest};
 
-const EPOCH: &str = "1700000000";
+const EPOCH: u64 = 1_700_000_000;
 /// `EPOCH` as unsquashfs prints it with TZ=UTC.
 const EPOCH_UTC: &str = "2023-11-14 22:13";
 
@@ -25,42 +25,16 @@ fn sample_payload() -> Vec<(String, Spec)> {
     let mut tool = rng.bytes(100_000);
     tool.extend(rng.text(200_000));
     vec![
-        (
-            "usr/bin/tool".into(),
-            Spec::File {
-                contents: tool,
-                executable: true,
-            },
-        ),
+        ("usr/bin/tool".into(), Spec::executable(tool)),
         ("usr/bin/tool-link".into(), Spec::Symlink("tool".into())),
-        (
-            "usr/lib/tool/data.txt".into(),
-            Spec::File {
-                contents: rng.text(5000),
-                executable: false,
-            },
-        ),
-        (
-            "usr/lib/tool/empty".into(),
-            Spec::File {
-                contents: Vec::new(),
-                executable: false,
-            },
-        ),
-        (
-            "usr/lib/tool/zeros".into(),
-            Spec::File {
-                contents: vec![0; 262_144],
-                executable: false,
-            },
-        ),
+        ("usr/lib/tool/data.txt".into(), Spec::file(rng.text(5000))),
+        ("usr/lib/tool/empty".into(), Spec::file(Vec::new())),
+        ("usr/lib/tool/zeros".into(), Spec::file(vec![0; 262_144])),
         (
             "usr/lib/systemd/system/tool.service".into(),
-            Spec::File {
-                contents: b"[Unit]\nDescription=tool\n\n[Service]\nExecStart=/usr/bin/tool\n"
-                    .to_vec(),
-                executable: false,
-            },
+            Spec::file(
+                b"[Unit]\nDescription=tool\n\n[Service]\nExecStart=/usr/bin/tool\n".to_vec(),
+            ),
         ),
         ("usr/share/empty".into(), Spec::Dir),
         (
@@ -70,27 +44,39 @@ fn sample_payload() -> Vec<(String, Spec)> {
     ]
 }
 
-fn build_sample(out: &Path, payload: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "build",
-        "--name",
-        "tool",
-        "--version",
-        "1.0",
-        "--arch",
-        "x86-64",
-        "--out",
-        path_str(out),
-        "--tree",
-        path_str(payload),
-        "--os",
-        "flatcar",
-        "--reload-manager",
-        "--epoch",
-        EPOCH,
-    ];
-    args.extend_from_slice(extra);
-    run(&args)
+/// The build of `tool` 1.0 for Flatcar from `payload` into `out` that most tests here vary.
+fn sample_build(out: &Path, payload: &Path) -> Build {
+    Build::new(out)
+        .name("tool")
+        .version("1.0")
+        .epoch(EPOCH)
+        .tree(payload)
+        .args(["--os", "flatcar", "--reload-manager"])
+}
+
+/// Builds `payload` ([`sample_build`]) with each entry's options into its own directory below
+/// `dir` and compares the image hashes with the entries' all at once, so that a change shows
+/// every hash that moved. Returns the images.
+fn assert_golden_hashes(dir: &Path, payload: &Path, golden: &[(&[&str], &str)]) -> Vec<PathBuf> {
+    let images: Vec<PathBuf> = golden
+        .iter()
+        .enumerate()
+        .map(|(index, (options, _))| {
+            let out = dir.join(format!("golden-{index}"));
+            sample_build(&out, payload).args(*options).run().image
+        })
+        .collect();
+    let actual: Vec<(&[&str], String)> = golden
+        .iter()
+        .zip(&images)
+        .map(|((options, _), image)| (*options, sha256_file(image)))
+        .collect();
+    let expected: Vec<(&[&str], String)> = golden
+        .iter()
+        .map(|(options, hash)| (*options, hash.to_string()))
+        .collect();
+    assert_eq!(actual, expected);
+    images
 }
 
 #[test]
@@ -100,34 +86,15 @@ fn outputs_are_complete_and_consistent() {
     materialise(&payload, &sample_payload());
     let out = dir.path().join("out");
     // A restrictive umask must not leak into the output files' modes.
-    let status = Command::new("sh")
-        .args(["-c", "umask 077; exec \"$0\" \"$@\"", BIN])
-        .args([
-            "build",
-            "--name",
-            "tool",
-            "--version",
-            "1.0",
-            "--arch",
-            "amd64",
-            "--out",
-            path_str(&out),
-            "--tree",
-            path_str(&payload),
-            "--os",
-            "flatcar",
-            "--reload-manager",
-            "--epoch",
-            EPOCH,
-            "--update-url",
-            "https://updates.example.org/tool",
-            "--provenance",
-            "source.sha256=abc",
-            "--provenance",
-            "nixpkgs=deadbeef",
-        ])
-        .status()
-        .unwrap();
+    let build = sample_build(&out, &payload).arch("amd64").args([
+        "--update-url",
+        "https://updates.example.org/tool",
+        "--provenance",
+        "source.sha256=abc",
+        "--provenance",
+        "nixpkgs=deadbeef",
+    ]);
+    let status = build.in_shell("umask 077; exec").status().unwrap();
     assert!(status.success());
     assert_eq!(
         dir_listing(&out),
@@ -237,23 +204,30 @@ fn outputs_are_complete_and_consistent() {
         "ID=flatcar\nSYSEXT_LEVEL=1.0\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n"
     );
 
+    // The transfer file's settings, in order (the comments around them are prose).
     let transfer = fs::read_to_string(out.join("tool.conf")).unwrap();
-    for line in [
-        "[Source]",
-        "Type=url-file",
-        "Path=https://updates.example.org/tool/",
-        "MatchPattern=tool-v@v-%a.raw",
-        "[Target]",
-        "Type=regular-file",
-        "Path=/opt/extensions/tool",
-        "CurrentSymlink=/etc/extensions/tool.raw",
-        "InstancesMax=3",
-    ] {
-        assert!(
-            transfer.lines().any(|l| l == line),
-            "{line:?} missing from\n{transfer}"
-        );
-    }
+    let settings: Vec<&str> = transfer
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            "[Transfer]",
+            "Verify=yes",
+            "[Source]",
+            "Type=url-file",
+            "Path=https://updates.example.org/tool/",
+            "MatchPattern=tool-v@v-%a.raw",
+            "[Target]",
+            "Type=regular-file",
+            "Path=/opt/extensions/tool",
+            "MatchPattern=tool-v@v-%a.raw",
+            "CurrentSymlink=/etc/extensions/tool.raw",
+            "InstancesMax=3",
+        ],
+        "{transfer}"
+    );
 }
 
 /// unsquashfs (an independent reader) lists exactly the manifest's entries, all owned by 0/0
@@ -265,14 +239,11 @@ fn unsquashfs_agrees_with_manifest_and_input() {
         let payload = dir.path().join("payload");
         let spec = sample_payload();
         materialise(&payload, &spec);
-        let out = dir.path().join("out");
-        let output = build_sample(&out, &payload, &["--compression", compression]);
-        assert!(output.status.success(), "{}", stderr(&output));
-        let image = out.join("tool-v1.0-x86-64.raw");
-        let manifest = Manifest::from_json(
-            &fs::read_to_string(out.join("tool-v1.0-x86-64.manifest.json")).unwrap(),
-        )
-        .unwrap();
+        let built = sample_build(&dir.path().join("out"), &payload)
+            .compression(compression)
+            .run();
+        let image = built.image;
+        let manifest = Manifest::from_json(&fs::read_to_string(built.manifest).unwrap()).unwrap();
 
         let mut expected = vec![format!("drwxr-xr-x 0/0 {EPOCH_UTC} squashfs-root")];
         for entry in &manifest.entries {
@@ -308,13 +279,7 @@ fn unsquashfs_agrees_with_manifest_and_input() {
             .collect();
         assert_eq!(listed, expected, "{compression}");
 
-        let superblock = Command::new("unsquashfs")
-            .arg("-s")
-            .arg(&image)
-            .env("TZ", "UTC")
-            .output()
-            .unwrap();
-        let superblock = String::from_utf8_lossy(&superblock.stdout).into_owned();
+        let superblock = unsquashfs(&[&"-s", &image]);
         assert!(
             superblock.contains("Tue Nov 14 22:13:20 2023"),
             "{superblock}"
@@ -394,13 +359,7 @@ fn large_generated_payload() -> Vec<(String, Spec)> {
         })
         .collect();
     for name in ["random.bin", "random-copy.bin"] {
-        entries.push((
-            format!("usr/lib/gen/{name}"),
-            Spec::File {
-                contents: random.clone(),
-                executable: false,
-            },
-        ));
+        entries.push((format!("usr/lib/gen/{name}"), Spec::file(random.clone())));
     }
     entries
 }
@@ -410,49 +369,41 @@ fn large_generated_payload() -> Vec<(String, Spec)> {
 /// Nix's check phase runs it in the release profile (tests/nix/sandbox shows that it passes there).
 #[test]
 fn golden_image_hashes_of_a_generated_tree() {
-    let golden = [
-        (
-            "xz",
-            "24da4f2399119d9aa629874822b390be7cd238d5ae6ac114db366a3bfdf2758f",
-        ),
-        (
-            "zstd",
-            "7d1232d281cac8a6959fec3cd8f265f2a260574bb8111b991268c53a4cbc4626",
-        ),
-        (
-            "gzip",
-            "9d066f238306d2b7eb4a2b570b3b968e28335892c8436c94a611daebae8d5d99",
-        ),
-    ];
     let dir = tempdir();
     let payload = dir.path().join("payload");
     materialise(&payload, &large_generated_payload());
-    let mut actual = Vec::new();
-    for (compression, _) in golden {
-        let out = dir.path().join(format!("out-{compression}"));
-        // 128 KiB blocks: at the default 1 MiB the tails fill too few fragment blocks.
-        let output = build_sample(
-            &out,
-            &payload,
-            &["--compression", compression, "--block-size", "128K"],
-        );
-        assert!(output.status.success(), "{}", stderr(&output));
-        let image = fs::read(out.join("tool-v1.0-x86-64.raw")).unwrap();
+    // 128 KiB blocks: at the default 1 MiB the tails fill too few fragment blocks.
+    let golden: [(&[&str], &str); 3] = [
+        (
+            &["--compression", "xz", "--block-size", "128K"],
+            "24da4f2399119d9aa629874822b390be7cd238d5ae6ac114db366a3bfdf2758f",
+        ),
+        (
+            &["--compression", "zstd", "--block-size", "128K"],
+            "7d1232d281cac8a6959fec3cd8f265f2a260574bb8111b991268c53a4cbc4626",
+        ),
+        (
+            &["--compression", "gzip", "--block-size", "128K"],
+            "9d066f238306d2b7eb4a2b570b3b968e28335892c8436c94a611daebae8d5d99",
+        ),
+    ];
+    for (image, (options, _)) in assert_golden_hashes(dir.path(), &payload, &golden)
+        .iter()
+        .zip(golden)
+    {
         // The layouts this golden exists for are really there (superblock fields).
+        let image = fs::read(image).unwrap();
         let u32_at = |at: usize| u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
         let u64_at = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
         assert!(u32_at(4) > 700, "inode count {}", u32_at(4));
         let fragments = u32_at(16);
-        assert!(fragments >= 4, "{compression}: {fragments} fragment blocks");
+        assert!(fragments >= 4, "{options:?}: {fragments} fragment blocks");
         let inode_table_bytes = u64_at(72) - u64_at(64);
         assert!(
             inode_table_bytes > 8192 / 2,
-            "{compression}: the inode table takes {inode_table_bytes} bytes"
+            "{options:?}: the inode table takes {inode_table_bytes} bytes"
         );
-        actual.push((compression, sha256_file(&out.join("tool-v1.0-x86-64.raw"))));
     }
-    let expected: Vec<(&str, String)> = golden.iter().map(|(c, h)| (*c, h.to_string())).collect();
-    assert_eq!(actual, expected);
 }
 
 /// Golden hash of the sample payload as a DDI: the SquashFS, its hash tree, the salt and every
@@ -463,12 +414,13 @@ fn golden_ddi_hash() {
     let dir = tempdir();
     let payload = dir.path().join("payload");
     materialise(&payload, &sample_payload());
-    let out = dir.path().join("out");
-    let output = build_sample(&out, &payload, &["--format", "ddi"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(
-        sha256_file(&out.join("tool-v1.0-x86-64.raw")),
-        "d0ac3a84634730f842bde43f4e5d043fd56bf909ca36f48899d879065e0d8ea7"
+    assert_golden_hashes(
+        dir.path(),
+        &payload,
+        &[(
+            &["--format", "ddi"],
+            "d0ac3a84634730f842bde43f4e5d043fd56bf909ca36f48899d879065e0d8ea7",
+        )],
     );
 }
 
@@ -476,43 +428,29 @@ fn golden_ddi_hash() {
 /// each filter, so the filtered path is taken where it wins and the plain one elsewhere.
 #[test]
 fn golden_image_hashes_with_xz_filters_and_block_sizes() {
-    let golden = [
+    let dir = tempdir();
+    let payload = dir.path().join("payload");
+    let mut entries = sample_payload();
+    for (arch, name) in [("x86-64", "code-x86"), ("arm64", "code-arm64")] {
+        let code = branchy_code(arch, 400_000);
+        entries.push((format!("usr/bin/{name}"), Spec::file(code)));
+    }
+    materialise(&payload, &entries);
+    let golden: [(&[&str], &str); 3] = [
         (
-            ["--block-size", "1M", "--xz-filter", "x86"],
+            &["--block-size", "1M", "--xz-filter", "x86"],
             "fe71e2428e44c9ed1f1856e3d242591f41bfd4202b2341475a653e17c1c0cf52",
         ),
         (
-            ["--block-size", "1M", "--xz-filter", "arm64"],
+            &["--block-size", "1M", "--xz-filter", "arm64"],
             "92c2bcb9a3e0b03c4f5c8cc92e9b95e201a9a7c960047e162d29832d7a57ab6c",
         ),
         (
-            ["--block-size", "4K", "--xz-filter", "x86"],
+            &["--block-size", "4K", "--xz-filter", "x86"],
             "e3bf97c54e27ab590c489937e433e6b07186ccd183c7d1b4fb9999b58ec33daa",
         ),
     ];
-    let dir = tempdir();
-    let payload = dir.path().join("payload");
-    materialise(&payload, &sample_payload());
-    fs::write(
-        payload.join("usr/bin/code-x86"),
-        branchy_code("x86-64", 400_000),
-    )
-    .unwrap();
-    fs::write(
-        payload.join("usr/bin/code-arm64"),
-        branchy_code("arm64", 400_000),
-    )
-    .unwrap();
-    let mut actual = Vec::new();
-    for (index, (settings, _)) in golden.iter().enumerate() {
-        let out = dir.path().join(format!("out-{index}"));
-        let output = build_sample(&out, &payload, settings);
-        assert!(output.status.success(), "{}", stderr(&output));
-        actual.push((*settings, sha256_file(&out.join("tool-v1.0-x86-64.raw"))));
-    }
-    let expected: Vec<([&str; 4], String)> =
-        golden.iter().map(|(s, h)| (*s, h.to_string())).collect();
-    assert_eq!(actual, expected);
+    assert_golden_hashes(dir.path(), &payload, &golden);
 }
 
 /// The image hash of a fixed payload, per compressor. A change here means every published image
@@ -521,32 +459,24 @@ fn golden_image_hashes_with_xz_filters_and_block_sizes() {
 /// why in the commit.
 #[test]
 fn golden_image_hashes() {
-    let golden = [
+    let dir = tempdir();
+    let payload = dir.path().join("payload");
+    materialise(&payload, &sample_payload());
+    let golden: [(&[&str], &str); 3] = [
         (
-            "xz",
+            &["--compression", "xz"],
             "1b6f2bd6e1781902743b66ce56ea3da5c7a2996ad00cfb537038714c6b6c7749",
         ),
         (
-            "zstd",
+            &["--compression", "zstd"],
             "8a22f5ff8962b4fc417153d06b88c81b2aed09615a7251fc8782c620aca27217",
         ),
         (
-            "gzip",
+            &["--compression", "gzip"],
             "d92e0ccea30c70334b368f63d420e15aaab73e168abc2a5ca28fc95d257751db",
         ),
     ];
-    let mut actual = Vec::new();
-    for (compression, _) in golden {
-        let dir = tempdir();
-        let payload = dir.path().join("payload");
-        materialise(&payload, &sample_payload());
-        let out = dir.path().join("out");
-        let output = build_sample(&out, &payload, &["--compression", compression]);
-        assert!(output.status.success(), "{}", stderr(&output));
-        actual.push((compression, sha256_file(&out.join("tool-v1.0-x86-64.raw"))));
-    }
-    let expected: Vec<(&str, String)> = golden.iter().map(|(c, h)| (*c, h.to_string())).collect();
-    assert_eq!(actual, expected);
+    assert_golden_hashes(dir.path(), &payload, &golden);
 }
 
 #[test]
@@ -564,54 +494,25 @@ fn sha256sums_collects_versions_and_arches() {
         ("1.0", "aarch64"),
         ("v2.0", "x86_64"),
     ] {
-        let output = run(&[
-            "build",
-            "--name",
-            "tool",
-            "--version",
-            version,
-            "--arch",
-            arch,
-            "--out",
-            path_str(&out),
-            "--tree",
-            path_str(&payload),
-            "--epoch",
-            EPOCH,
-        ]);
-        assert!(output.status.success(), "{}", stderr(&output));
+        Build::new(&out)
+            .name("tool")
+            .version(version)
+            .arch(arch)
+            .epoch(EPOCH)
+            .tree(&payload)
+            .run();
     }
     // Replace one with different contents on purpose: its line is replaced, not added.
     let extra = dir.path().join("extra");
-    materialise(
-        &extra,
-        &[(
-            "usr/share/tool/new".into(),
-            Spec::File {
-                contents: b"new".to_vec(),
-                executable: false,
-            },
-        )],
-    );
-    let output = run(&[
-        "build",
-        "--name",
-        "tool",
-        "--version",
-        "1.0",
-        "--arch",
-        "x86-64",
-        "--out",
-        path_str(&out),
-        "--tree",
-        path_str(&payload),
-        "--tree",
-        path_str(&extra),
-        "--epoch",
-        EPOCH,
-        "--replace-published",
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    materialise(&extra, &[("usr/share/tool/new".into(), Spec::file("new"))]);
+    Build::new(&out)
+        .name("tool")
+        .version("1.0")
+        .epoch(EPOCH)
+        .tree(&payload)
+        .tree(&extra)
+        .args(["--replace-published"])
+        .run();
 
     let images = [
         "tool-v1.0-arm64.raw",
@@ -646,53 +547,25 @@ fn epoch_comes_from_option_then_source_date_epoch_then_zero() {
     let dir = tempdir();
     let payload = dir.path().join("payload");
     materialise(&payload, &sample_payload());
-    let build = |out: &str, epoch_arg: Option<&str>, env: Option<&str>| {
-        let out = dir.path().join(out);
-        let mut args = vec![
-            "build",
-            "--name",
-            "tool",
-            "--version",
-            "1",
-            "--arch",
-            "x86-64",
-            "--out",
-            path_str(&out),
-            "--tree",
-            path_str(&payload),
-        ];
-        if let Some(epoch) = epoch_arg {
-            args.extend(["--epoch", epoch]);
-        }
-        let mut cmd = command(&args);
-        if let Some(value) = env {
-            cmd.env("SOURCE_DATE_EPOCH", value);
-        }
-        let output = cmd.output().unwrap();
-        (output, out)
-    };
-    let epoch_of = |out: &Path| {
-        Manifest::from_json(&fs::read_to_string(out.join("tool-v1-x86-64.manifest.json")).unwrap())
+    let build = |out: &str| Build::new(&dir.path().join(out)).tree(&payload);
+    let epoch_of = |build: Build| {
+        Manifest::from_json(&fs::read_to_string(build.run().manifest).unwrap())
             .unwrap()
             .epoch
     };
-    let (output, out) = build("a", None, None);
-    assert!(output.status.success());
-    assert_eq!(epoch_of(&out), 0);
-    let (output, out) = build("b", None, Some("1234567"));
-    assert!(output.status.success());
-    assert_eq!(epoch_of(&out), 1_234_567);
-    let (output, out) = build("c", Some("42"), Some("1234567"));
-    assert!(output.status.success());
-    assert_eq!(epoch_of(&out), 42);
-    let (output, out) = build("d", None, Some("yesterday"));
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("SOURCE_DATE_EPOCH"),
-        "{}",
-        stderr(&output)
+    assert_eq!(epoch_of(build("a")), 0);
+    assert_eq!(
+        epoch_of(build("b").env("SOURCE_DATE_EPOCH", "1234567")),
+        1_234_567
     );
-    assert!(dir_listing(&out).is_empty());
+    assert_eq!(
+        epoch_of(build("c").epoch(42).env("SOURCE_DATE_EPOCH", "1234567")),
+        42
+    );
+    build("d").env("SOURCE_DATE_EPOCH", "yesterday").refused(&[
+        "SOURCE_DATE_EPOCH=\"yesterday\" is not a whole number of seconds",
+        "fix it or pass --epoch",
+    ]);
 }
 
 #[test]
@@ -721,20 +594,11 @@ fn file_option_sets_mode_from_executable_bit() {
     let doc = dir.path().join("doc");
     fs::write(&doc, b"doc").unwrap();
     fs::set_permissions(&doc, fs::Permissions::from_mode(0o600)).unwrap();
-    let out = dir.path().join("out");
-    let output = build_t(
-        &out,
-        &[
-            "--file",
-            &format!("usr/bin/t={}", exe.display()),
-            "--file",
-            &format!("usr/share/doc/t/README={}", doc.display()),
-        ],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let manifest =
-        Manifest::from_json(&fs::read_to_string(out.join("t-v1-x86-64.manifest.json")).unwrap())
-            .unwrap();
+    let built = Build::new(&dir.path().join("out"))
+        .file("usr/bin/t", &exe)
+        .file("usr/share/doc/t/README", &doc)
+        .run();
+    let manifest = Manifest::from_json(&fs::read_to_string(built.manifest).unwrap()).unwrap();
     let modes: Vec<(&str, &str)> = manifest
         .entries
         .iter()
@@ -769,8 +633,7 @@ fn stale_temporary_files_are_removed() {
     .unwrap();
     fs::write(out.join(".SHA256SUMS.Qw34Er.tmp"), b"half a list").unwrap();
     fs::write(out.join(".unrelated"), b"kept").unwrap();
-    let output = build_sample(&out, &payload, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    sample_build(&out, &payload).run();
     assert_eq!(
         dir_listing(&out),
         [
@@ -811,24 +674,16 @@ fn concurrent_builds_keep_every_sha256sums_line() {
         .flat_map(|version| ["x86-64", "arm64"].map(|arch| (version, arch)))
         .map(|(version, arch)| {
             expected.push(format!("tool-v{version}-{arch}.raw"));
-            command(&[
-                "build",
-                "--name",
-                "tool",
-                "--version",
-                &version.to_string(),
-                "--arch",
-                arch,
-                "--out",
-                path_str(&out),
-                "--tree",
-                path_str(&payload),
-                "--compression",
-                "gzip",
-            ])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+            Build::new(&out)
+                .name("tool")
+                .version(&version.to_string())
+                .arch(arch)
+                .tree(&payload)
+                .compression("gzip")
+                .command()
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     for child in children {
@@ -855,33 +710,12 @@ fn duplicate_files_are_stored_once_and_read_back() {
     materialise(
         &payload,
         &[
-            (
-                "usr/lib/a/big".into(),
-                Spec::File {
-                    contents: big.clone(),
-                    executable: false,
-                },
-            ),
-            (
-                "usr/lib/b/big".into(),
-                Spec::File {
-                    contents: big.clone(),
-                    executable: true,
-                },
-            ),
-            (
-                "usr/lib/c/other".into(),
-                Spec::File {
-                    contents: rng.bytes(1000),
-                    executable: false,
-                },
-            ),
+            ("usr/lib/a/big".into(), Spec::file(big.clone())),
+            ("usr/lib/b/big".into(), Spec::executable(big.clone())),
+            ("usr/lib/c/other".into(), Spec::file(rng.bytes(1000))),
         ],
     );
-    let out = dir.path().join("out");
-    let output = build_sample(&out, &payload, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let image = out.join("tool-v1.0-x86-64.raw");
+    let image = sample_build(&dir.path().join("out"), &payload).run().image;
     // random data does not compress: two stored copies would need more than 800,000 bytes
     assert!(fs::metadata(&image).unwrap().len() < 600_000);
     let extracted = dir.path().join("extracted");

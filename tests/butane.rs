@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use common::*;
 use serde_json::{json, Value};
 
-const URL: &str = "https://downloads.example.com/hello/";
+const URL: &str = HELLO_URL;
 
 fn butane(manifest: &Path, url: &str, extra: &[&OsStr]) -> (Value, String) {
     let output = run_butane(&[], manifest, url, extra);
@@ -31,8 +31,8 @@ fn ignition(manifest: &Path, url: &str, extra: &[&OsStr]) -> (Value, String) {
     (doc, stderr(&output))
 }
 
-/// `butane FLAGS --manifest MANIFEST --update-url URL EXTRA`, which must succeed.
-fn run_butane(flags: &[&OsStr], manifest: &Path, url: &str, extra: &[&OsStr]) -> Output {
+/// `butane FLAGS --manifest MANIFEST --update-url URL EXTRA`, whatever its exit status.
+fn butane_output(flags: &[&OsStr], manifest: &Path, url: &str, extra: &[&OsStr]) -> Output {
     let mut all: Vec<&OsStr> = vec!["butane".as_ref()];
     all.extend_from_slice(flags);
     all.extend([
@@ -42,9 +42,28 @@ fn run_butane(flags: &[&OsStr], manifest: &Path, url: &str, extra: &[&OsStr]) ->
         url.as_ref(),
     ]);
     all.extend_from_slice(extra);
-    let output = run(&all);
+    run(&all)
+}
+
+/// [`butane_output`], which must succeed.
+fn run_butane(flags: &[&OsStr], manifest: &Path, url: &str, extra: &[&OsStr]) -> Output {
+    let output = butane_output(flags, manifest, url, extra);
     expect_status(&output, 0);
     output
+}
+
+/// Asserts that `butane`, with and without `--ignition`, refuses MANIFEST, URL and `extra`:
+/// exit 2, every one of `needles` in the message, and no config (nor half of one) on stdout.
+fn assert_refused(manifest: &Path, url: &str, extra: &[&OsStr], needles: &[&str]) {
+    for flags in [&[][..], &["--ignition".as_ref()]] {
+        let output = butane_output(flags, manifest, url, extra);
+        expect_error_naming(&output, needles);
+        assert!(
+            stdout(&output).is_empty(),
+            "half a config printed ({flags:?}): {}",
+            stdout(&output)
+        );
+    }
 }
 
 /// Decodes `data:` URLs with Python's urllib (its DataHandler), independent of the tool's
@@ -112,8 +131,7 @@ fn make_key(dir: &Path) -> Vec<u8> {
 
 #[test]
 fn every_field_of_the_config() {
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
+    let (tmp, built) = hello_feed();
     let config = "global_defs {\n    router_id CP_1\n    enable_script_security\n}\n\n# a \"quoted\" comment: with \\ and ü\n";
     let config_path = tmp.path().join("keepalived.conf");
     fs::write(&config_path, config).unwrap();
@@ -302,69 +320,73 @@ fn manifest_as(dir: &Path, manifest: &Path, fingerprint: Option<&str>) -> PathBu
 /// certificates would check nothing.
 #[test]
 fn trust_settings_contradicting_the_manifest_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
+    let (tmp, built) = hello_feed();
     let cert_a = tmp.path().join("a.pem");
     fs::write(&cert_a, CERT_A).unwrap();
     let signed_by_b = manifest_as(tmp.path(), &built.manifest, Some(&der_sha256(CERT_B)));
     let signed_by_a = manifest_as(tmp.path(), &built.manifest, Some(&der_sha256(CERT_A)));
     let unsigned = manifest_as(tmp.path(), &built.manifest, None);
-    let with_cert = |manifest: &Path, policy: Option<&str>| {
-        let mut args: Vec<&OsStr> = vec![
-            "butane".as_ref(),
-            "--manifest".as_ref(),
-            manifest.as_os_str(),
-            "--update-url".as_ref(),
-            URL.as_ref(),
-            "--verity-certificate".as_ref(),
-            cert_a.as_os_str(),
-        ];
+    let with_cert = |policy: Option<&'static str>| {
+        let mut args: Vec<&OsStr> = vec!["--verity-certificate".as_ref(), cert_a.as_os_str()];
         if let Some(policy) = policy {
             args.extend::<[&OsStr; 2]>(["--image-policy".as_ref(), policy.as_ref()]);
         }
-        run(&args)
+        args
     };
+    let drop_it = "or drop --verity-certificate";
     for (manifest, policy, needles) in [
         (
             &unsigned,
             None,
-            ["describes an unsigned DDI", "sysext-assembler sign"],
+            [
+                &format!("{} describes an unsigned DDI", unsigned.display()),
+                "sign it (sysext-assembler sign --key KEY --cert CERT IMAGE)",
+                drop_it,
+            ],
         ),
         (
             &signed_by_b,
             None,
             [
-                "none of the --verity-certificate",
-                "certificate of the key that signed it",
+                &format!(
+                    "says the image is signed by certificate {}, which is none of the --verity-certificate files",
+                    der_sha256(CERT_B)
+                ),
+                "Give the certificate of the key that signed it",
+                "the node would refuse it",
             ],
         ),
-        (&built.manifest, None, ["bare SquashFS", "--format ddi"]),
+        (
+            &built.manifest,
+            None,
+            [
+                &format!("{} describes a bare SquashFS image", built.manifest.display()),
+                "Build the image with --format ddi, sign it",
+                drop_it,
+            ],
+        ),
         (
             &signed_by_a,
             Some("*"),
-            ["lets every image through", "demands signatures"],
+            [
+                "--image-policy '*' lets every image through",
+                "give one that demands signatures",
+                drop_it,
+            ],
         ),
     ] {
-        let output = with_cert(manifest, policy);
-        expect_status(&output, 2);
-        assert!(stdout(&output).is_empty(), "{}", stdout(&output));
-        for needle in needles {
-            assert!(
-                stderr(&output).contains(needle),
-                "{needle}: {}",
-                stderr(&output)
-            );
-        }
+        assert_refused(manifest, URL, &with_cert(policy), &needles);
     }
     // Controls: the signed manifest with its certificate, and the bare image under a policy
     // that lets an unprotected root through.
-    expect_status(&with_cert(&signed_by_a, None), 0);
-    expect_status(
-        &with_cert(
-            &built.manifest,
-            Some("root=signed+unprotected+absent:usr=signed+unprotected+absent"),
-        ),
-        0,
+    run_butane(&[], &signed_by_a, URL, &with_cert(None));
+    run_butane(
+        &[],
+        &built.manifest,
+        URL,
+        &with_cert(Some(
+            "root=signed+unprotected+absent:usr=signed+unprotected+absent",
+        )),
     );
 }
 
@@ -391,20 +413,22 @@ fn der_sha256(pem: &str) -> String {
 /// The systemd-sysext.service drop-in `butane` writes for `policy`: upstream's commands (systemd
 /// 257's units/systemd-sysext.service) with the policy added.
 fn policy_dropin(policy: &str) -> String {
-    format!(
-        "# The image policy applies to every extension systemd-sysext.service merges.\n\
-         [Service]\n\
-         ExecStart=\n\
-         ExecStart=systemd-sysext refresh --image-policy={policy}\n\
-         ExecReload=\n\
-         ExecReload=systemd-sysext refresh --image-policy={policy}\n"
-    )
+    let refresh = format!("systemd-sysext refresh --image-policy={policy}");
+    [
+        "# The image policy applies to every extension systemd-sysext.service merges.",
+        "[Service]",
+        "ExecStart=",
+        &format!("ExecStart={refresh}"),
+        "ExecReload=",
+        &format!("ExecReload={refresh}"),
+    ]
+    .map(|line| format!("{line}\n"))
+    .concat()
 }
 
 #[test]
 fn verity_certificates_and_the_image_policy() {
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
+    let (tmp, built) = hello_feed();
     assert_eq!(
         der_sha256(CERT_A),
         "17bcb29461d7bc1be206ee7a0faf9925e6cfed9a18747cd268435431db9a1d26"
@@ -636,8 +660,7 @@ fn any_text_survives_the_data_url() {
 #[test]
 fn the_drop_in_detects_a_version_change() {
     // Run the drop-in's ExecStartPre/ExecStartPost shell lines for real around a link change.
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
+    let (tmp, built) = hello_feed();
     let (doc, _) = butane(&built.manifest, URL, &[]);
     let dropin = doc["systemd"]["units"][2]["dropins"][0]["contents"]
         .as_str()
@@ -690,8 +713,7 @@ fn the_drop_in_detects_a_version_change() {
 
 #[test]
 fn without_config_and_key_the_rest_is_there_and_the_key_is_asked_for() {
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
+    let (_tmp, built) = hello_feed();
     let (doc, err) = butane(&built.manifest, "https://downloads.example.com/hello", &[]);
     let paths: Vec<&str> = doc["storage"]["files"]
         .as_array()
@@ -820,121 +842,125 @@ fn any_text_survives_the_yaml_round_trip() {
 
 #[test]
 fn bad_input_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
-    let m = built.manifest.as_os_str();
-    // Each refusal holds for both outputs: exit 2, the reason on stderr, nothing on stdout.
-    let refuse = |args: &[&std::ffi::OsStr], needle: &str| {
-        for extra in [None, Some("--ignition")] {
-            let mut all: Vec<&std::ffi::OsStr> = vec!["butane".as_ref()];
-            all.extend(extra.map(std::ffi::OsStr::new));
-            all.extend_from_slice(args);
-            let output = run(&all);
-            expect_status(&output, 2);
-            assert!(
-                stdout(&output).is_empty(),
-                "half a config printed ({extra:?}): {}",
-                stdout(&output)
-            );
-            assert!(
-                stderr(&output).contains(needle),
-                "wanted {needle:?} in {} ({extra:?})",
-                stderr(&output)
-            );
-        }
-    };
-    refuse(
+    let (tmp, built) = hello_feed();
+    let m = &built.manifest;
+    // Each refusal holds for both outputs (assert_refused): exit 2, what is wrong (and where the
+    // command says it, what to do) on stderr, nothing on stdout.
+    assert_refused(
+        m,
+        "ftp://x/",
+        &[],
         &[
-            "--manifest".as_ref(),
-            m,
-            "--update-url".as_ref(),
-            "ftp://x/".as_ref(),
+            "--update-url \"ftp://x/\": must start with https://",
+            "give the feed's https:// URL",
         ],
-        "https://",
     );
-    refuse(
-        &[
-            "--manifest".as_ref(),
-            m,
-            "--update-url".as_ref(),
-            "https://a b/".as_ref(),
-        ],
-        "whitespace",
+    assert_refused(
+        m,
+        "https://a b/",
+        &[],
+        &["--update-url \"https://a b/\": contains whitespace or control characters"],
     );
     let armored = tmp.path().join("key.asc");
     fs::write(&armored, "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQ==\n").unwrap();
-    refuse(
-        &[
-            "--manifest".as_ref(),
-            m,
-            "--update-url".as_ref(),
-            URL.as_ref(),
-            "--signing-key".as_ref(),
-            armored.as_os_str(),
-        ],
-        "ASCII-armored",
-    );
     let junk = tmp.path().join("junk.gpg");
     fs::write(&junk, "junk").unwrap();
-    refuse(
-        &[
-            "--manifest".as_ref(),
+    for (key, needles) in [
+        (
+            &armored,
+            [
+                "is ASCII-armored; systemd's keyring must be binary",
+                "use `gpg --export KEYID > key.gpg`",
+            ],
+        ),
+        (
+            &junk,
+            [
+                "does not start with an OpenPGP public key packet",
+                "export it with `gpg --export KEYID > key.gpg`",
+            ],
+        ),
+    ] {
+        let named = format!("the signing key {}", key.display());
+        assert_refused(
             m,
-            "--update-url".as_ref(),
-            URL.as_ref(),
-            "--signing-key".as_ref(),
-            junk.as_os_str(),
-        ],
-        "public key packet",
-    );
+            URL,
+            &["--signing-key".as_ref(), key.as_os_str()],
+            &[&named, needles[0], needles[1]],
+        );
+    }
     let binary = tmp.path().join("binary.conf");
     fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
-    refuse(
-        &[
-            "--manifest".as_ref(),
-            m,
-            "--update-url".as_ref(),
-            URL.as_ref(),
-            "--config".as_ref(),
-            binary.as_os_str(),
-        ],
-        "not UTF-8",
+    assert_refused(
+        m,
+        URL,
+        &["--config".as_ref(), binary.as_os_str()],
+        &[&format!(
+            "the keepalived config {} is not UTF-8 text",
+            binary.display()
+        )],
     );
 
     // Signed images: a policy needs a certificate; bad policies and certificates are refused
     // with what to do.
-    refuse(
+    assert_refused(
+        m,
+        URL,
+        &["--image-policy".as_ref(), "root=signed".as_ref()],
         &[
-            "--manifest".as_ref(),
-            m,
-            "--update-url".as_ref(),
-            URL.as_ref(),
-            "--image-policy".as_ref(),
-            "root=signed".as_ref(),
+            "the following required arguments were not provided",
+            "--verity-certificate <FILE>",
         ],
-        "--verity-certificate",
     );
     let cert = tmp.path().join("cert.pem");
     fs::write(&cert, CERT_A).unwrap();
-    for (policy, needle) in [
-        ("root=sign", "unknown flag \"sign\""),
-        ("rootfs=signed", "unknown partition \"rootfs\""),
-        ("root=signed:root=absent", "two rules for root"),
-        ("root=signed usr=signed", "contains ' '"),
-        ("", "empty"),
+    let known_flags = "systemd 257 knows verity, signed,";
+    let see = "see systemd.image-policy(7)";
+    for (policy, needles) in [
+        (
+            "root=sign",
+            [
+                "the image policy rule \"root=sign\" has the unknown flag \"sign\"",
+                known_flags,
+            ],
+        ),
+        (
+            "rootfs=signed",
+            [
+                "the image policy names the unknown partition \"rootfs\"",
+                "systemd 257 knows root, usr,",
+            ],
+        ),
+        (
+            "root=signed:root=absent",
+            ["the image policy has two rules for root", "give one"],
+        ),
+        (
+            "=absent:=ignore",
+            [
+                "the image policy has two rules for the default (empty partition name)",
+                "give one",
+            ],
+        ),
+        (
+            "root=signed usr=signed",
+            [
+                "the image policy \"root=signed usr=signed\" contains ' '",
+                see,
+            ],
+        ),
+        ("", ["the image policy is empty", see]),
     ] {
-        refuse(
+        assert_refused(
+            m,
+            URL,
             &[
-                "--manifest".as_ref(),
-                m,
-                "--update-url".as_ref(),
-                URL.as_ref(),
                 "--verity-certificate".as_ref(),
                 cert.as_os_str(),
                 "--image-policy".as_ref(),
                 policy.as_ref(),
             ],
-            needle,
+            &["bad --image-policy: ", needles[0], needles[1]],
         );
     }
     let key_and_cert = tmp.path().join("key-and-cert.pem");
@@ -957,97 +983,120 @@ fn bad_input_is_refused() {
     )
     .unwrap();
     // openssl would take either of these blocks for a certificate too; systemd only the first.
-    let x509 = tmp.path().join("x509.pem");
-    fs::write(
-        &x509,
-        format!(
-            "{CERT_A}{}",
-            CERT_B.replace("CERTIFICATE", "X509 CERTIFICATE")
-        ),
-    )
-    .unwrap();
-    let trusted = tmp.path().join("trusted.pem");
-    fs::write(
-        &trusted,
-        format!(
-            "{}{CERT_A}",
-            CERT_B.replace("CERTIFICATE", "TRUSTED CERTIFICATE")
-        ),
-    )
-    .unwrap();
+    // One file with the other block last, one with it first.
+    let [x509, trusted] = [
+        ("x509.pem", "X509 CERTIFICATE", false),
+        ("trusted.pem", "TRUSTED CERTIFICATE", true),
+    ]
+    .map(|(name, label, other_first)| {
+        let other = CERT_B.replace("CERTIFICATE", label);
+        let path = tmp.path().join(name);
+        let text = if other_first {
+            format!("{other}{CERT_A}")
+        } else {
+            format!("{CERT_A}{other}")
+        };
+        fs::write(&path, text).unwrap();
+        path
+    });
     let cut = tmp.path().join("cut.pem");
     fs::write(&cut, &CERT_A[..200]).unwrap();
-    for (path, needle) in [
-        (&key_and_cert, "private key"),
-        (&two, "holds 2 certificates"),
-        (&der, "not PEM text"),
-        (&not_base64, "not valid base64"),
-        (&not_x509, "not an X.509 certificate"),
-        (&cut, "cut short"),
-        (&x509, "labelled \"X509 CERTIFICATE\""),
-        (&trusted, "labelled \"TRUSTED CERTIFICATE\""),
+    let one_block = "give a file with exactly one -----BEGIN CERTIFICATE----- block";
+    for (path, needles) in [
+        (
+            &key_and_cert,
+            [
+                "it holds a private key, which must never be copied to nodes",
+                "give the certificate alone",
+            ],
+        ),
+        (
+            &two,
+            [
+                "it holds 2 certificates",
+                "give each certificate in a file of its own",
+            ],
+        ),
+        (
+            &der,
+            [
+                "is not PEM text",
+                "convert a DER certificate with `openssl x509 -inform DER",
+            ],
+        ),
+        (
+            &not_base64,
+            ["its certificate is not valid base64", "BEGIN and END lines"],
+        ),
+        (
+            &not_x509,
+            ["its PEM block is not an X.509 certificate", "DER SEQUENCE"],
+        ),
+        (
+            &cut,
+            [
+                "has no -----END CERTIFICATE----- line",
+                "the file is cut short",
+            ],
+        ),
+        (
+            &x509,
+            [
+                "it holds a PEM block labelled \"X509 CERTIFICATE\"",
+                one_block,
+            ],
+        ),
+        (
+            &trusted,
+            [
+                "it holds a PEM block labelled \"TRUSTED CERTIFICATE\"",
+                one_block,
+            ],
+        ),
     ] {
-        refuse(
-            &[
-                "--manifest".as_ref(),
-                m,
-                "--update-url".as_ref(),
-                URL.as_ref(),
-                "--verity-certificate".as_ref(),
-                path.as_os_str(),
-            ],
-            needle,
-        );
-        refuse(
-            &[
-                "--manifest".as_ref(),
-                m,
-                "--update-url".as_ref(),
-                URL.as_ref(),
-                "--verity-certificate".as_ref(),
-                path.as_os_str(),
-            ],
-            &path.display().to_string(),
+        let named = format!("the verity certificate {}", path.display());
+        assert_refused(
+            m,
+            URL,
+            &["--verity-certificate".as_ref(), path.as_os_str()],
+            &[&named, needles[0], needles[1]],
         );
     }
-    refuse(
+    assert_refused(
+        m,
+        URL,
         &[
-            "--manifest".as_ref(),
-            m,
-            "--update-url".as_ref(),
-            URL.as_ref(),
             "--verity-certificate".as_ref(),
             cert.as_os_str(),
             "--verity-certificate".as_ref(),
             cert.as_os_str(),
         ],
-        "given twice",
+        &[&format!(
+            "the verity certificate {} is given twice (same SHA-256 fingerprint",
+            cert.display()
+        )],
     );
 
-    let mut manifest: Value =
-        serde_json::from_str(&fs::read_to_string(&built.manifest).unwrap()).unwrap();
+    let mut manifest: Value = serde_json::from_str(&fs::read_to_string(m).unwrap()).unwrap();
     manifest["image"]["sha512"] = "abc".into();
     let bad = tmp.path().join("bad.manifest.json");
     fs::write(&bad, manifest.to_string()).unwrap();
-    refuse(
-        &[
-            "--manifest".as_ref(),
-            bad.as_os_str(),
-            "--update-url".as_ref(),
-            URL.as_ref(),
-        ],
-        "128 lowercase hex",
+    assert_refused(
+        &bad,
+        URL,
+        &[],
+        &["the manifest's sha512 \"abc\" is not 128 lowercase hex digits"],
     );
     manifest["image"]["sha512"] = "0".repeat(128).into();
     manifest["name"] = "x y".into();
     fs::write(&bad, manifest.to_string()).unwrap();
-    refuse(
+    assert_refused(
+        &bad,
+        URL,
+        &[],
         &[
-            "--manifest".as_ref(),
-            bad.as_os_str(),
-            "--update-url".as_ref(),
-            URL.as_ref(),
+            "the name \"x y\" contains ' '",
+            "only [A-Za-z0-9._+-] is allowed",
         ],
-        "\"x y\"",
     );
 }

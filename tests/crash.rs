@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -31,12 +32,12 @@ fn files(dir: &Path) -> Files {
         .collect()
 }
 
-const BUILD_ARGS: [&str; 4] = ["--update-url", "https://feed.invalid/t/", "--epoch", "7"];
-
-fn build_args(payload: &Path) -> Vec<&str> {
-    let mut args = vec!["--tree", path_str(payload)];
-    args.extend_from_slice(&BUILD_ARGS);
-    args
+/// The build under test: `t` 1 from `payload` into `out`, with a transfer file and a fixed epoch.
+fn feed_build(out: &Path, payload: &Path) -> Build {
+    Build::new(out)
+        .tree(payload)
+        .epoch(7)
+        .args(["--update-url", "https://feed.invalid/t/"])
 }
 
 /// A payload large enough that a build takes a while (6 MiB in 6 files, half incompressible).
@@ -83,8 +84,7 @@ fn assert_consistent(out: &Path, seed: &Files, finished: &Files, when: &str) {
 
 /// The next build completes the feed and leaves no temporary file.
 fn assert_recovers(out: &Path, payload: &Path, finished: &Files, when: &str) {
-    let output = build_t(out, &build_args(payload));
-    expect_status(&output, 0);
+    feed_build(out, payload).run();
     let now = files(out);
     let stray: Vec<_> = now.keys().filter(|name| name.starts_with('.')).collect();
     assert!(stray.is_empty(), "{when}: the next build left {stray:?}");
@@ -114,7 +114,7 @@ fn setup() -> Setup {
     let seed = files(&template);
     let finished_dir = tmp.path().join("finished");
     copy_dir(&template, &finished_dir);
-    expect_status(&build_t(&finished_dir, &build_args(&payload)), 0);
+    feed_build(&finished_dir, &payload).run();
     let finished = files(&finished_dir);
     Setup {
         _tmp: tmp,
@@ -130,14 +130,6 @@ fn copy_dir(from: &Path, to: &Path) {
     for (name, bytes) in files(from) {
         fs::write(to.join(name), bytes).unwrap();
     }
-}
-
-/// The command line of the build under test: `sysext-assembler` and [`build_t`]'s arguments.
-fn build_command_line(out: &Path, payload: &Path) -> Vec<String> {
-    std::iter::once(BIN)
-        .chain(build_t_args(out, &build_args(payload)))
-        .map(str::to_string)
-        .collect()
 }
 
 fn killed(output: &Output) -> bool {
@@ -170,7 +162,9 @@ fn a_build_killed_before_any_rename_or_fsync_leaves_a_consistent_feed() {
                 &format!("trace={syscalls}"),
             ]);
             strace.args(injection.split(' '));
-            strace.args(build_command_line(&out, &setup.payload));
+            strace
+                .arg(BIN)
+                .args(feed_build(&out, &setup.payload).argv());
             let output = strace.output().unwrap();
             let when = format!("killed at {syscalls} call {nth}");
             if !killed(&output) {
@@ -203,7 +197,7 @@ fn a_build_killed_at_random_moments_leaves_a_consistent_feed() {
             let out = setup.template.with_file_name(format!("timed-{n}"));
             copy_dir(&setup.template, &out);
             let started = Instant::now();
-            expect_status(&build_t(&out, &build_args(&setup.payload)), 0);
+            feed_build(&out, &setup.payload).run();
             started.elapsed()
         })
         .min()
@@ -214,9 +208,8 @@ fn a_build_killed_at_random_moments_leaves_a_consistent_feed() {
         let out = setup.template.with_file_name(format!("random-{attempt}"));
         copy_dir(&setup.template, &out);
         let delay = duration.mul_f64(rng.below(1100) as f64 / 1000.0);
-        let argv = build_command_line(&out, &setup.payload);
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
+        let mut child = feed_build(&out, &setup.payload)
+            .command()
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -251,9 +244,8 @@ fn builds_racing_for_one_name_publish_one_complete_image() {
         copy_dir(&setup.template, &out);
         // Two builds of the same bytes, one of other bytes, for the same name at once.
         let spawn = |payload: &Path| {
-            let argv = build_command_line(&out, payload);
-            Command::new(&argv[0])
-                .args(&argv[1..])
+            feed_build(&out, payload)
+                .command()
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -274,7 +266,13 @@ fn builds_racing_for_one_name_publish_one_complete_image() {
             if ours == first_is_ours {
                 expect_status(output, 0);
             } else {
-                expect_error_naming(output, "refusing to publish different bytes");
+                expect_error_naming(
+                    output,
+                    &[
+                        "refusing to publish different bytes as t-v1-x86-64.raw",
+                        "--replace-published",
+                    ],
+                );
             }
         }
         if first_is_ours {
@@ -295,9 +293,9 @@ fn builds_racing_for_one_name_publish_one_complete_image() {
     }
 }
 
-/// Runs `argv` under strace with `fault` (`error=EIO` or `signal=KILL`) injected at the `nth`
-/// rename; returns the output.
-fn with_fault_at_rename(argv: &[String], fault: &str, nth: usize) -> Output {
+/// Runs `sysext-assembler` with `argv` under strace with `fault` (`error=EIO` or `signal=KILL`)
+/// injected at the `nth` rename; returns the output.
+fn with_fault_at_rename(argv: &[OsString], fault: &str, nth: usize) -> Output {
     let syscalls = "rename,renameat,renameat2";
     let mut strace = Command::new("strace");
     strace.args(["-f", "-qq", "-o", "/dev/null", "-e"]);
@@ -305,7 +303,7 @@ fn with_fault_at_rename(argv: &[String], fault: &str, nth: usize) -> Output {
     for s in syscalls.split(',') {
         strace.args(["-e", &format!("inject={s}:{fault}:when={nth}")]);
     }
-    strace.args(argv).output().unwrap()
+    strace.arg(BIN).args(argv).output().unwrap()
 }
 
 /// While a published name is replaced (image, manifest, then SHA256SUMS), every file under a
@@ -324,12 +322,13 @@ fn assert_old_or_new(out: &Path, seed: &Files, finished: &Files, when: &str) {
     }
 }
 
-/// Faults at every rename of a command that replaces published names (`argv` run in a copy of
+/// Faults at every rename of a command that replaces published names (`sysext-assembler` with
+/// `argv` run in a copy of
 /// `template`, `finished` what it writes when nothing fails): each interrupted run leaves only
 /// complete files, and running the same command again completes the replacement.
 fn fault_every_rename(
     template: &Path,
-    argv: impl Fn(&Path) -> Vec<String>,
+    argv: impl Fn(&Path) -> Vec<OsString>,
     seed: &Files,
     finished: &Files,
 ) {
@@ -347,13 +346,19 @@ fn fault_every_rename(
                 break;
             }
             if fault == "error=EIO" {
-                expect_error_naming(&output, "cannot rename");
+                expect_error_naming(
+                    &output,
+                    &[
+                        &format!("cannot rename the temporary file to {}/", out.display()),
+                        "Input/output error",
+                    ],
+                );
             } else {
                 assert!(killed(&output), "{when}: {}", stderr(&output));
             }
             faults += 1;
             assert_old_or_new(&out, seed, finished, &when);
-            let again = run(&argv(&out)[1..]);
+            let again = run(&argv(&out));
             expect_status(&again, 0);
             let now: Files = files(&out)
                 .into_iter()
@@ -390,28 +395,23 @@ fn a_sign_interrupted_at_any_rename_is_completed_by_the_next_sign() {
     write_payload(&payload, "hello");
     let template = tmp.path().join("template");
     seed_output_dir(&template);
-    let mut args = build_args(&payload);
-    args.extend(["--format", "ddi"]);
-    expect_status(&build_t(&template, &args), 0);
+    feed_build(&template, &payload).ddi().run();
     let seed = files(&template);
-    let argv = |out: &Path| -> Vec<String> {
+    let argv = |out: &Path| -> Vec<OsString> {
         let image = out.join("t-v1-x86-64.raw");
-        [
-            BIN,
-            "sign",
-            "--key",
-            path_str(&key),
-            "--cert",
-            path_str(&cert),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([image.display().to_string()])
-        .collect()
+        let args: [&OsStr; 6] = [
+            "sign".as_ref(),
+            "--key".as_ref(),
+            key.as_ref(),
+            "--cert".as_ref(),
+            cert.as_ref(),
+            image.as_ref(),
+        ];
+        args.map(OsStr::to_os_string).into()
     };
     let finished_dir = tmp.path().join("finished");
     copy_dir(&template, &finished_dir);
-    expect_status(&run(&argv(&finished_dir)[1..]), 0);
+    expect_status(&run(&argv(&finished_dir)), 0);
     let finished = files(&finished_dir);
     assert_ne!(seed["SHA256SUMS"], finished["SHA256SUMS"]);
     fault_every_rename(&template, argv, &seed, &finished);
@@ -427,16 +427,12 @@ fn a_replacing_build_interrupted_at_any_rename_is_completed_by_the_next_build() 
     write_payload(&other, "other");
     let template = setup.template.with_file_name("published");
     copy_dir(&setup.template, &template);
-    expect_status(&build_t(&template, &build_args(&setup.payload)), 0);
+    feed_build(&template, &setup.payload).run();
     let seed = files(&template);
-    let argv = |out: &Path| -> Vec<String> {
-        let mut argv = build_command_line(out, &other);
-        argv.push("--replace-published".into());
-        argv
-    };
+    let argv = |out: &Path| feed_build(out, &other).args(["--replace-published"]).argv();
     let finished_dir = template.with_file_name("replaced");
     copy_dir(&template, &finished_dir);
-    expect_status(&run(&argv(&finished_dir)[1..]), 0);
+    expect_status(&run(&argv(&finished_dir)), 0);
     let finished = files(&finished_dir);
     assert_ne!(seed["t-v1-x86-64.raw"], finished["t-v1-x86-64.raw"]);
     fault_every_rename(&template, argv, &seed, &finished);

@@ -10,7 +10,6 @@ mod common;
 use std::fs::{self, File, FileTimes};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::*;
@@ -134,10 +133,10 @@ fn materialise_shuffled(root: &Path, entries: &[(String, Spec)], rng: &mut Rng) 
     }
 }
 
-fn read_outputs(out: &Path) -> (Vec<u8>, Vec<u8>) {
+fn read_outputs(built: &Built) -> (Vec<u8>, Vec<u8>) {
     (
-        fs::read(out.join("gen-v1-x86-64.raw")).unwrap(),
-        fs::read(out.join("gen-v1-x86-64.manifest.json")).unwrap(),
+        fs::read(&built.image).unwrap(),
+        fs::read(&built.manifest).unwrap(),
     )
 }
 
@@ -171,25 +170,12 @@ fn same_payload_same_bytes_over_generated_trees() {
         // Reference: one tree, creation in sorted order, UTC, all cores, --epoch.
         let a = dir.path().join("a");
         materialise(&a, &entries);
-        let out_a = dir.path().join("out-a");
-        let output = run(&[
-            "build",
-            "--name",
-            "gen",
-            "--version",
-            "1",
-            "--arch",
-            "x86-64",
-            "--out",
-            path_str(&out_a),
-            "--tree",
-            path_str(&a),
-            "--epoch",
-            "1234567890",
-        ]
-        .iter()
-        .chain(&settings)
-        .collect::<Vec<_>>());
+        let reference = Build::new(&dir.path().join("out-a"))
+            .name("gen")
+            .epoch(1_234_567_890)
+            .tree(&a)
+            .args(settings);
+        let output = reference.output();
         assert!(output.status.success(), "seed {seed}: {}", stderr(&output));
 
         // Variant: shuffled creation, modes and mtimes; payload split over two trees at another
@@ -215,37 +201,26 @@ fn same_payload_same_bytes_over_generated_trees() {
         }
         materialise_shuffled(&b1, &first, &mut rng);
         materialise_shuffled(&b2, second, &mut rng);
-        let out_b = dir.path().join("out-b");
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "umask 027; exec taskset -c 0 \"$0\" \"$@\"", BIN])
-            .args([
-                "build",
-                "--name",
-                "gen",
-                "--version",
-                "1",
-                "--arch",
-                "x86-64",
-                "--out",
-            ])
-            .arg(&out_b)
-            .arg("--tree")
-            .arg(&b2)
-            .arg("--tree")
-            .arg(&b1)
+        let mut variant = Build::new(&dir.path().join("out-b"))
+            .name("gen")
+            .tree(&b2)
+            .tree(&b1)
             .args(settings)
             .env("SOURCE_DATE_EPOCH", "1234567890")
             .env("TZ", "Pacific/Chatham")
             .env("LC_ALL", "C.UTF-8")
             .env("LANG", "de_DE.UTF-8");
         if let Some(file_arg) = &file_arg {
-            cmd.args(["--file", file_arg]);
+            variant = variant.args(["--file", file_arg]);
         }
-        let output = cmd.output().unwrap();
+        let output = variant
+            .in_shell("umask 027; exec taskset -c 0")
+            .output()
+            .unwrap();
         assert!(output.status.success(), "seed {seed}: {}", stderr(&output));
 
-        let (image_a, manifest_a) = read_outputs(&out_a);
-        let (image_b, manifest_b) = read_outputs(&out_b);
+        let (image_a, manifest_a) = read_outputs(&reference.outputs());
+        let (image_b, manifest_b) = read_outputs(&variant.outputs());
         assert!(image_a == image_b, "seed {seed}: images differ");
         assert_eq!(
             String::from_utf8(manifest_a).unwrap(),

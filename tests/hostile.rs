@@ -72,20 +72,12 @@ fn seed_images(dir: &Path) -> Vec<Vec<u8>> {
     // And the images `build` itself writes (its own layout: metadata order, fragment packing,
     // the extension-release file), so mutations also start from what the tool publishes.
     for comp in ["xz", "gzip", "zstd"] {
-        let out = dir.join(format!("out-{comp}"));
-        let output = build_t(
-            &out,
-            &[
-                "--tree",
-                path_str(&tree),
-                "--compression",
-                comp,
-                "--epoch",
-                "0",
-            ],
-        );
-        expect_status(&output, 0);
-        seeds.push(fs::read(out_image(&out, "t", "1", "x86-64")).unwrap());
+        let built = Build::new(&dir.join(format!("out-{comp}")))
+            .tree(&tree)
+            .compression(comp)
+            .epoch(0)
+            .run();
+        seeds.push(fs::read(built.image).unwrap());
     }
     for (index, seed) in seeds.iter().enumerate() {
         let image = open(seed).expect("seed images are valid");
@@ -332,8 +324,7 @@ fn declared_content_beyond_the_budget_is_refused() {
 
 #[test]
 fn commands_on_hostile_files_fail_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
+    let (tmp, built) = hello_feed();
     let random = tmp.path().join("random.raw");
     let mut rng = XorShift(7);
     fs::write(
@@ -350,19 +341,22 @@ fn commands_on_hostile_files_fail_cleanly() {
     fs::write(&empty, "").unwrap();
 
     for bad in [&random, &truncated, &empty] {
-        let output = run(&["inspect".as_ref(), bad.as_os_str()]);
-        expect_error_naming(&output, "is not a readable SquashFS image");
+        let unreadable = format!("{} is not a readable SquashFS image: ", bad.display());
+        let output = cli(&[&"inspect", &bad]);
+        expect_error_naming(&output, &[&unreadable]);
 
-        let output = run(&["diff".as_ref(), built.image.as_os_str(), bad.as_os_str()]);
-        expect_status(&output, 2);
+        let output = cli(&[&"diff", &built.image, &bad]);
+        expect_error_naming(&output, &[&unreadable]);
 
-        let output = run(&[
-            "verify".as_ref(),
-            "--manifest".as_ref(),
-            built.manifest.as_os_str(),
-            bad.as_os_str(),
-        ]);
-        expect_status(&output, 1);
-        assert!(stdout(&output).contains("MISMATCH"), "{}", stdout(&output));
+        let output = cli(&[&"verify", &"--manifest", &built.manifest, &bad]);
+        expect_stdout(
+            &output,
+            1,
+            &[
+                "MISMATCH  readable",
+                &format!("the image cannot be read: {unreadable}"),
+                "NOT VERIFIED",
+            ],
+        );
     }
 }

@@ -41,19 +41,7 @@ fn split_row(line: &str) -> Row {
 }
 
 fn unsquashfs_rows(image: &std::path::Path) -> Vec<Row> {
-    require_tool("unsquashfs");
-    let output = Command::new("unsquashfs")
-        .env("TZ", "UTC")
-        .args(["-lln", "-d", "ROOT"])
-        .arg(image)
-        .output()
-        .expect("run unsquashfs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
+    unsquashfs(&[&"-lln", &"-d", &"ROOT", &image])
         .lines()
         .filter(|l| l.contains(" ROOT"))
         .map(|line| {
@@ -68,7 +56,7 @@ fn unsquashfs_rows(image: &std::path::Path) -> Vec<Row> {
 }
 
 fn inspect_rows(image: &std::path::Path) -> Vec<Row> {
-    let output = run(&["inspect".as_ref(), image.as_os_str()]);
+    let output = cli(&[&"inspect", &image]);
     expect_status(&output, 0);
     stdout(&output)
         .lines()
@@ -82,8 +70,7 @@ fn inspect_rows(image: &std::path::Path) -> Vec<Row> {
 
 #[test]
 fn inspect_agrees_with_unsquashfs_on_a_built_image() {
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
+    let (_tmp, built) = hello_feed();
     let ours = inspect_rows(&built.image);
     assert_eq!(ours.len(), 12, "root and 11 entries: {ours:#?}");
     assert_eq!(ours, unsquashfs_rows(&built.image));
@@ -144,13 +131,8 @@ fn root_inspect_agrees_with_unsquashfs_on_a_foreign_image() {
 
 #[test]
 fn inspect_json_has_entries_hashes_and_extension_release() {
-    let tmp = tempfile::tempdir().unwrap();
-    let built = built_image(tmp.path());
-    let output = run(&[
-        "inspect".as_ref(),
-        "--json".as_ref(),
-        built.image.as_os_str(),
-    ]);
+    let (_tmp, built) = hello_feed();
+    let output = cli(&[&"inspect", &"--json", &built.image]);
     expect_status(&output, 0);
     let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(json["image"]["sha256"], sha256sum(&built.image));
@@ -200,8 +182,14 @@ fn inspect_of_a_non_image_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("notes.txt");
     fs::write(&path, "not an image at all, but long enough to hold a superblock's worth of bytes, surely more than ninety-six").unwrap();
-    let output = run(&["inspect".as_ref(), path.as_os_str()]);
-    expect_error_naming(&output, "SquashFS magic");
+    let output = cli(&[&"inspect", &path]);
+    expect_error_naming(
+        &output,
+        &[&format!(
+            "{} is not a readable SquashFS image: it does not start with the SquashFS magic \"hsqs\"",
+            path.display()
+        )],
+    );
 }
 
 #[test]
@@ -216,14 +204,9 @@ fn a_malformed_extension_release_is_shown_not_fatal() {
     .unwrap();
     let image = tmp.path().join("odd.raw");
     mksquashfs(&tree, &image, &["-all-root"]);
-    let output = run(&["inspect".as_ref(), image.as_os_str()]);
-    expect_status(&output, 0);
-    assert!(
-        stdout(&output).contains("cannot be parsed: line 2"),
-        "{}",
-        stdout(&output)
-    );
-    let output = run(&["inspect".as_ref(), "--json".as_ref(), image.as_os_str()]);
+    let output = cli(&[&"inspect", &image]);
+    expect_stdout(&output, 0, &["cannot be parsed: line 2"]);
+    let output = cli(&[&"inspect", &"--json", &image]);
     expect_status(&output, 0);
     let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert!(json["extension_release"][0]["error"]

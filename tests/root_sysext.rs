@@ -71,18 +71,11 @@ fn root_systemd_sysext_merges_image() {
             &[
                 (
                     "usr/lib/systemd/system/keepalived.service".into(),
-                    Spec::File {
-                        contents: b"[Service]\nExecStart=/usr/bin/keepalived --dont-fork\n"
-                            .to_vec(),
-                        executable: false,
-                    },
+                    Spec::file(b"[Service]\nExecStart=/usr/bin/keepalived --dont-fork\n".to_vec()),
                 ),
                 (
                     "usr/lib/systemd/system/multi-user.target.d/10-keepalived.conf".into(),
-                    Spec::File {
-                        contents: b"[Unit]\nUpholds=keepalived.service\n".to_vec(),
-                        executable: false,
-                    },
+                    Spec::file(b"[Unit]\nUpholds=keepalived.service\n".to_vec()),
                 ),
                 (
                     "usr/share/keepalived/doc".into(),
@@ -93,31 +86,16 @@ fn root_systemd_sysext_merges_image() {
         let binary_path = dir.path().join("keepalived");
         fs::write(&binary_path, &binary).unwrap();
         fs::set_permissions(&binary_path, fs::Permissions::from_mode(0o755)).unwrap();
-        let out = dir.path().join("out");
-        let output = run(&[
-            "build",
-            "--name",
-            "keepalived",
-            "--version",
-            "2.3.4",
-            "--arch",
-            host_arch(),
-            "--out",
-            path_str(&out),
-            "--tree",
-            path_str(&payload),
-            "--file",
-            &format!("usr/bin/keepalived={}", binary_path.display()),
-            "--os",
-            "flatcar",
-            "--reload-manager",
-            "--epoch",
-            "1700000000",
-        ]
-        .iter()
-        .chain(&settings)
-        .collect::<Vec<_>>());
-        assert!(output.status.success(), "{}", stderr(&output));
+        let built = Build::new(&dir.path().join("out"))
+            .name("keepalived")
+            .version("2.3.4")
+            .arch(host_arch())
+            .epoch(1_700_000_000)
+            .tree(&payload)
+            .file("usr/bin/keepalived", &binary_path)
+            .args(["--os", "flatcar", "--reload-manager"])
+            .args(&settings)
+            .run();
 
         let root = dir.path().join("root");
         fs::create_dir_all(root.join("usr/lib")).unwrap();
@@ -127,11 +105,7 @@ fn root_systemd_sysext_merges_image() {
             "ID=flatcar\nVERSION_ID=4152.2.0\nSYSEXT_LEVEL=1.0\n",
         )
         .unwrap();
-        fs::copy(
-            out_image(&out, "keepalived", "2.3.4", host_arch()),
-            root.join("var/lib/extensions/keepalived.raw"),
-        )
-        .unwrap();
+        fs::copy(&built.image, root.join("var/lib/extensions/keepalived.raw")).unwrap();
 
         // systemd-sysext needs /run to be a mount point and its final mount to propagate back
         // into the namespace we inspect, so everything happens inside one unshare. The namespace
@@ -204,8 +178,11 @@ fn root_device_nodes_are_refused() {
             .status()
             .unwrap();
         assert!(status.success());
-        let out = dir.path().join("out");
-        assert_build_refused(&out, &["--tree", path_str(&tree)], &["usr/lib/dev", what]);
+        Build::new(&dir.path().join("out")).tree(&tree).refused(&[
+            &format!("usr/lib/dev: is a {what}"),
+            "a system extension may hold only directories, regular files and symlinks",
+            "Remove it from the payload",
+        ]);
     }
 }
 
@@ -228,13 +205,8 @@ fn root_determinism_ignores_owners() {
         })
         .collect();
     let build = |tree: &Path, out: &Path| {
-        let mut args: Vec<&str> = "build --name own --version 1 --arch x86-64 --epoch 5 --tree"
-            .split(' ')
-            .collect();
-        args.extend([path_str(tree), "--out", path_str(out)]);
-        let output = run(&args);
-        assert!(output.status.success(), "{}", stderr(&output));
-        fs::read(out.join("own-v1-x86-64.raw")).unwrap()
+        let built = Build::new(out).name("own").epoch(5).tree(tree).run();
+        fs::read(built.image).unwrap()
     };
     let a = dir.path().join("a");
     materialise(&a, &entries);
@@ -264,20 +236,11 @@ fn root_kernel_reads_bcj_filtered_images() {
         fs::create_dir_all(payload.join("usr/bin")).unwrap();
         fs::write(payload.join("usr/bin/code"), branchy_code(arch, 3_000_000)).unwrap();
         fs::write(payload.join("usr/bin/text"), Rng::new(3).text(200_000)).unwrap();
-        let out = dir.path().join(format!("out-{arch}"));
-        let output = build_t_for(
-            arch,
-            &out,
-            &[
-                "--tree",
-                path_str(&payload),
-                "--block-size",
-                "1M",
-                "--xz-filter",
-                filter,
-            ],
-        );
-        expect_status(&output, 0);
+        let built = Build::new(&dir.path().join(format!("out-{arch}")))
+            .arch(arch)
+            .tree(&payload)
+            .args(["--block-size", "1M", "--xz-filter", filter])
+            .run();
         let mountpoint = dir.path().join(format!("mnt-{arch}"));
         fs::create_dir_all(&mountpoint).unwrap();
         let script = r#"set -e
@@ -288,7 +251,7 @@ umount "$2"
 "#;
         let output = Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-            .arg(out_image(&out, "t", "1", arch))
+            .arg(&built.image)
             .arg(&mountpoint)
             .arg(&payload)
             .output()

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use common::*;
 
+/// Builds `t` for `arch` from machine code (its BCJ filter's target) and text with `settings`;
+/// returns the image and the code.
 fn build_code(dir: &Path, arch: &str, settings: &[&str]) -> (std::path::PathBuf, Vec<u8>) {
     let payload = dir.join(format!("payload-{arch}"));
     let code = branchy_code(arch, 600_000);
@@ -19,10 +21,13 @@ fn build_code(dir: &Path, arch: &str, settings: &[&str]) -> (std::path::PathBuf,
         fs::write(payload.join("usr/bin/text"), Rng::new(5).text(300_000)).unwrap();
     }
     let out = dir.join(format!("out-{arch}-{}", settings.join("-")));
-    let mut args = vec!["--tree", path_str(&payload), "--epoch", "0"];
-    args.extend_from_slice(settings);
-    expect_status(&build_t_for(arch, &out, &args), 0);
-    (out_image(&out, "t", "1", arch), code)
+    let built = Build::new(&out)
+        .arch(arch)
+        .tree(&payload)
+        .epoch(0)
+        .args(settings)
+        .run();
+    (built.image, code)
 }
 
 #[test]
@@ -48,14 +53,14 @@ fn a_bcj_filter_shrinks_machine_code_and_reads_back() {
             "{arch}"
         );
         // verify decodes every entry against the manifest, which names the filter.
-        let output = run(&["verify".as_ref(), filtered.as_os_str()]);
+        let output = cli(&[&"verify", &filtered]);
         expect_status(&output, 0);
         let manifest = fs::read_to_string(filtered.with_extension("manifest.json")).unwrap();
         assert!(
             manifest.contains(&format!("\"xz_filter\": \"{filter}\"")),
             "{manifest}"
         );
-        let inspect = stdout(&run(&["inspect".as_ref(), filtered.as_os_str()]));
+        let inspect = stdout(&cli(&[&"inspect", &filtered]));
         assert!(
             inspect.contains(&format!("xz filter {filter},")),
             "{inspect}"
@@ -74,12 +79,11 @@ fn text_keeps_its_plain_blocks_under_a_filter() {
     let sizes: Vec<u64> = ["none", "x86"]
         .iter()
         .map(|filter| {
-            let out = dir.path().join(filter);
-            let output = build_t(&out, &["--tree", path_str(&payload), "--xz-filter", filter]);
-            expect_status(&output, 0);
-            fs::metadata(out_image(&out, "t", "1", "x86-64"))
-                .unwrap()
-                .len()
+            let built = Build::new(&dir.path().join(filter))
+                .tree(&payload)
+                .args(["--xz-filter", filter])
+                .run();
+            fs::metadata(built.image).unwrap().len()
         })
         .collect();
     assert!(sizes[1] <= sizes[0] + 4096, "{sizes:?}");
@@ -97,23 +101,19 @@ fn block_sizes_are_recorded_and_bad_ones_refused() {
     let manifest = fs::read_to_string(image.with_extension("manifest.json")).unwrap();
     assert!(manifest.contains("\"block_size\": 1048576"), "{manifest}");
     let tree = dir.path().join("payload-x86-64");
+    let refused = dir.path().join("refused");
     for bad in ["3K", "2M", "100000", "1G", "", "128KB"] {
-        assert_build_refused(
-            &dir.path().join("refused"),
-            &["--tree", path_str(&tree), "--block-size", bad],
-            &["block size", "power of two from 4K to 1M"],
-        );
+        Build::new(&refused)
+            .tree(&tree)
+            .args(["--block-size", bad])
+            .refused(&[
+                &format!("block size {bad:?}"),
+                "use a power of two from 4K to 1M",
+            ]);
     }
-    assert_build_refused(
-        &dir.path().join("refused"),
-        &[
-            "--tree",
-            path_str(&tree),
-            "--compression",
-            "zstd",
-            "--xz-filter",
-            "x86",
-        ],
-        &["--xz-filter x86 needs --compression xz"],
-    );
+    Build::new(&refused)
+        .tree(&tree)
+        .compression("zstd")
+        .args(["--xz-filter", "x86"])
+        .refused(&["--xz-filter x86 needs --compression xz"]);
 }

@@ -1,12 +1,13 @@
 //! Helpers shared by the integration tests (tests/*.rs, and tests/docs through `#[path]`):
-//! running the real binary, building real images with `build` (or with Debian's mksquashfs
-//! where a test needs an image `build` refuses to write), small seeded random generators, and
-//! checking results with independent tools (Debian's squashfs-tools, coreutils, PyYAML).
+//! running the real binary, building real images with `build` through the one builder,
+//! [`Build`] (or with Debian's mksquashfs where a test needs an image `build` refuses to write),
+//! asserting refusals (exit 2, the message, nothing written), small seeded random generators,
+//! and checking results with independent tools (Debian's squashfs-tools, coreutils, PyYAML).
 
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sysext-assembler");
 /// Runs `sysext-assembler` with `args` in a clean, fixed environment.
 pub fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
     command(args).output().expect("run sysext-assembler")
+}
+
+/// [`run`] with strings and paths alike: `cli(&[&"verify", &"--cert", &cert, &image])`.
+pub fn cli(args: &[&dyn AsRef<OsStr>]) -> Output {
+    run(&args.iter().map(|arg| arg.as_ref()).collect::<Vec<&OsStr>>())
 }
 
 /// `sysext-assembler` with `args` in a clean, fixed environment, for a test to add to.
@@ -51,14 +57,26 @@ pub fn expect_status(output: &Output, code: i32) {
 }
 
 /// Asserts an error (exit 2, not a mismatch), that nothing panicked, and that the message
-/// names `needle`.
-pub fn expect_error_naming(output: &Output, needle: &str) {
+/// holds every one of `needles`: what is wrong and, where the command says it, what to do.
+pub fn expect_error_naming(output: &Output, needles: &[&str]) {
     expect_status(output, 2);
-    assert!(
-        stderr(output).contains(needle),
-        "{needle:?} missing from the message:\n{}",
-        stderr(output)
-    );
+    assert_contains(&stderr(output), needles);
+}
+
+/// Asserts that `text` holds every one of `needles`, showing the text when one is missing.
+pub fn assert_contains(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+}
+
+/// Asserts exit status `code` (no panic) and that stdout holds every one of `needles`; returns
+/// stdout, for the reports of `verify`, `diff` and `inspect`.
+pub fn expect_stdout(output: &Output, code: i32, needles: &[&str]) -> String {
+    expect_status(output, code);
+    let text = stdout(output);
+    assert_contains(&text, needles);
+    text
 }
 
 /// Fails with a clear message when a required tool is missing: tests never skip silently.
@@ -147,6 +165,24 @@ pub enum Spec {
     Symlink(String),
 }
 
+impl Spec {
+    /// A regular file, mode 0644.
+    pub fn file(contents: impl Into<Vec<u8>>) -> Spec {
+        Spec::File {
+            contents: contents.into(),
+            executable: false,
+        }
+    }
+
+    /// An executable file, mode 0755.
+    pub fn executable(contents: impl Into<Vec<u8>>) -> Spec {
+        Spec::File {
+            contents: contents.into(),
+            executable: true,
+        }
+    }
+}
+
 /// Writes `entries` below `root` in the given order, creating parents as needed (mode 0755).
 pub fn materialise(root: &Path, entries: &[(String, Spec)]) {
     fs::create_dir_all(root).unwrap();
@@ -207,35 +243,12 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// `unsquashfs -lln` of `image` with TZ=UTC, one line per entry.
-pub fn unsquashfs_list(image: &Path) -> Vec<String> {
+/// Debian's unsquashfs with `args`, in UTC; its standard output.
+pub fn unsquashfs(args: &[&dyn AsRef<OsStr>]) -> String {
     require_tool("unsquashfs");
     let output = Command::new("unsquashfs")
-        .arg("-lln")
-        .arg(image)
+        .args(args.iter().map(|arg| arg.as_ref()))
         .env("TZ", "UTC")
-        .output()
-        .expect("run unsquashfs");
-    assert!(
-        output.status.success(),
-        "unsquashfs -lln failed: {}",
-        stderr(&output)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// Extracts `image` into `dest` (which must not exist) with Debian's unsquashfs.
-pub fn unsquashfs_extract(image: &Path, dest: &Path) {
-    require_tool("unsquashfs");
-    let output = Command::new("unsquashfs")
-        .arg("-no-progress")
-        .arg("-d")
-        .arg(dest)
-        .arg(image)
         .output()
         .expect("run unsquashfs");
     assert!(
@@ -243,6 +256,20 @@ pub fn unsquashfs_extract(image: &Path, dest: &Path) {
         "unsquashfs failed: {}",
         stderr(&output)
     );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `unsquashfs -lln` of `image`, one line per entry.
+pub fn unsquashfs_list(image: &Path) -> Vec<String> {
+    unsquashfs(&[&"-lln", &image])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Extracts `image` into `dest` (which must not exist) with Debian's unsquashfs.
+pub fn unsquashfs_extract(image: &Path, dest: &Path) {
+    unsquashfs(&[&"-no-progress", &"-d", &dest, &image]);
 }
 
 /// Runs Debian's mksquashfs on `tree` with `options`, for images `build` would refuse.
@@ -261,10 +288,6 @@ pub fn mksquashfs(tree: &Path, image: &Path, options: &[&str]) {
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-pub fn out_image(out: &Path, name: &str, version: &str, arch: &str) -> PathBuf {
-    out.join(format!("{name}-v{version}-{arch}.raw"))
 }
 
 /// The architecture of the machine running the tests, in systemd's naming.
@@ -329,7 +352,200 @@ pub fn branchy_code(arch: &str, len: usize) -> Vec<u8> {
     code
 }
 
-/// What `build` wrote.
+/// The update URL of [`Build::hello`]'s feed.
+pub const HELLO_URL: &str = "https://downloads.example.com/hello/";
+
+/// One run of `sysext-assembler build`, the one way the tests build: extension `t`, version 1,
+/// for x86-64, into the output directory given, with the payload and options a test adds.
+/// [`Build::hello`] starts from the hello feed most tests of the other commands read instead.
+#[derive(Clone, Debug)]
+pub struct Build {
+    name: String,
+    version: String,
+    arch: String,
+    epoch: Option<u64>,
+    out: PathBuf,
+    options: Vec<OsString>,
+    env: Vec<(String, String)>,
+}
+
+impl Build {
+    pub fn new(out: &Path) -> Build {
+        Build {
+            name: "t".into(),
+            version: "1".into(),
+            arch: "x86-64".into(),
+            epoch: None,
+            out: out.to_path_buf(),
+            options: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// hello 1.0 for Flatcar from `payload` into `out`, with the reload flag, an update URL (so
+    /// the transfer file is written too) and the epoch 1700000000.
+    pub fn hello(payload: &Path, out: &Path) -> Build {
+        Build::new(out)
+            .name("hello")
+            .version("1.0")
+            .epoch(1_700_000_000)
+            .tree(payload)
+            .args([
+                "--os",
+                "flatcar",
+                "--reload-manager",
+                "--update-url",
+                HELLO_URL,
+            ])
+    }
+
+    pub fn name(mut self, name: &str) -> Build {
+        self.name = name.into();
+        self
+    }
+
+    pub fn version(mut self, version: &str) -> Build {
+        self.version = version.into();
+        self
+    }
+
+    /// `--arch` as given: systemd's name or one of the aliases `build` accepts.
+    pub fn arch(mut self, arch: &str) -> Build {
+        self.arch = arch.into();
+        self
+    }
+
+    /// `--epoch`; without it `build` takes SOURCE_DATE_EPOCH, which [`command`] removes.
+    pub fn epoch(mut self, epoch: u64) -> Build {
+        self.epoch = Some(epoch);
+        self
+    }
+
+    pub fn tree(self, dir: &Path) -> Build {
+        self.args([OsStr::new("--tree"), dir.as_os_str()])
+    }
+
+    /// `--file DEST=SRC`.
+    pub fn file(self, dest: &str, src: &Path) -> Build {
+        self.args(["--file".to_string(), format!("{dest}={}", src.display())])
+    }
+
+    pub fn compression(self, compression: &str) -> Build {
+        self.args(["--compression", compression])
+    }
+
+    /// `--format ddi`: a signed-ready disk image instead of a bare SquashFS.
+    pub fn ddi(self) -> Build {
+        self.args(["--format", "ddi"])
+    }
+
+    /// Any further arguments, as given.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Build {
+        self.options
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Build {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The arguments after the program name, for a test that runs the build itself (under
+    /// strace, in a shell with another umask).
+    pub fn argv(&self) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = ["build", "--name", &self.name]
+            .into_iter()
+            .chain(["--version", &self.version, "--arch", &self.arch, "--out"])
+            .map(OsString::from)
+            .collect();
+        argv.push(self.out.clone().into_os_string());
+        if let Some(epoch) = self.epoch {
+            argv.extend(["--epoch".into(), epoch.to_string().into()]);
+        }
+        argv.extend(self.options.iter().cloned());
+        argv
+    }
+
+    /// The build as a [`command`], for a test to spawn or add to.
+    pub fn command(&self) -> Command {
+        let mut cmd = command(&self.argv());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// The build run by `sh -c` as `PREFIX "$0" "$@"`, for a test that sets what the process
+    /// inherits: PREFIX `umask 077; exec`, say.
+    pub fn in_shell(&self, prefix: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("{prefix} \"$0\" \"$@\""))
+            .arg(BIN)
+            .args(self.argv())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Runs the build and returns its output, whatever the exit status.
+    pub fn output(&self) -> Output {
+        self.command().output().expect("run sysext-assembler build")
+    }
+
+    /// Runs the build, which must succeed; returns what it wrote.
+    pub fn run(&self) -> Built {
+        expect_status(&self.output(), 0);
+        self.outputs()
+    }
+
+    /// The paths this build writes (whether or not it has run).
+    pub fn outputs(&self) -> Built {
+        let arch = match self.arch.as_str() {
+            "x86_64" | "amd64" => "x86-64",
+            "aarch64" => "arm64",
+            arch => arch,
+        };
+        let version = self.version.trim_start_matches('v');
+        let stem = format!("{}-v{version}-{arch}", self.name);
+        Built {
+            dir: self.out.clone(),
+            image: self.out.join(format!("{stem}.raw")),
+            manifest: self.out.join(format!("{stem}.manifest.json")),
+            sums: self.out.join("SHA256SUMS"),
+            transfer: self.out.join(format!("{}.conf", self.name)),
+        }
+    }
+
+    /// Asserts that the build is refused: exit 2 without a panic, nothing on stdout, every one of
+    /// `needles` in the message, and the output directory holding exactly what it held before,
+    /// byte for byte (no output, no temporary file, SHA256SUMS as it was). An output directory
+    /// without files is first given a published feed ([`seed_output_dir`]), so that "unchanged"
+    /// compares real files, not two empty listings. Returns the message.
+    pub fn refused(&self, needles: &[&str]) -> String {
+        if snapshot(&self.out).is_empty() {
+            seed_output_dir(&self.out);
+        }
+        let before = snapshot(&self.out);
+        let output = self.output();
+        expect_error_naming(&output, needles);
+        assert_eq!(stdout(&output), "", "a refused build printed to stdout");
+        let after = snapshot(&self.out);
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "output directory listing changed: {}",
+            stderr(&output)
+        );
+        assert!(
+            after == before,
+            "a file in the output directory changed: {}",
+            stderr(&output)
+        );
+        stderr(&output)
+    }
+}
+
+/// What a [`Build`] writes.
 pub struct Built {
     pub dir: PathBuf,
     pub image: PathBuf,
@@ -338,57 +554,50 @@ pub struct Built {
     pub transfer: PathBuf,
 }
 
-/// Builds `hello` VERSION for x86-64 from `payload` into `out` with the given extra options.
-pub fn build(payload: &Path, out: &Path, version: &str, extra: &[&str]) -> Built {
-    let output = run_hello_build(payload, out, version, extra);
-    expect_status(&output, 0);
-    let stem = format!("hello-v{}-x86-64", version.trim_start_matches('v'));
-    Built {
-        dir: out.to_path_buf(),
-        image: out.join(format!("{stem}.raw")),
-        manifest: out.join(format!("{stem}.manifest.json")),
-        sums: out.join("SHA256SUMS"),
-        transfer: out.join("hello.conf"),
-    }
-}
-
-/// The build [`build`] runs, returning its output whatever the exit status.
-pub fn run_hello_build(payload: &Path, out: &Path, version: &str, extra: &[&str]) -> Output {
-    let mut args: Vec<String> = [
-        "build",
-        "--name",
-        "hello",
-        "--version",
-        version,
-        "--arch",
-        "x86-64",
-        "--os",
-        "flatcar",
-        "--reload-manager",
-        "--update-url",
-        "https://downloads.example.com/hello/",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push("--out".into());
-    args.push(out.display().to_string());
-    args.push("--tree".into());
-    args.push(payload.display().to_string());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    run(&args)
-}
-
-/// A fresh payload + build of hello 1.0 in a temporary directory.
+/// The hello payload ([`write_payload`]) in TMP/payload, built with [`Build::hello`] into TMP/out.
 pub fn built_image(tmp: &Path) -> Built {
     let payload = tmp.join("payload");
     write_payload(&payload, "hello");
-    build(
-        &payload,
-        &tmp.join("out"),
-        "1.0",
-        &["--epoch", "1700000000"],
-    )
+    Build::hello(&payload, &tmp.join("out")).run()
+}
+
+/// A fresh temporary directory holding [`built_image`]: the feed most tests of the other
+/// commands read. The directory lives as long as the returned handle.
+pub fn hello_feed() -> (tempfile::TempDir, Built) {
+    let tmp = tempdir();
+    let built = built_image(tmp.path());
+    (tmp, built)
+}
+
+/// Puts a published feed into `out` (another version of `t`: an image, its manifest, SHA256SUMS),
+/// so that "the output directory is unchanged" compares real files, not two empty listings.
+pub fn seed_output_dir(out: &Path) {
+    let tree = out.with_extension("seed-tree");
+    fs::create_dir_all(tree.join("usr/share/seed")).unwrap();
+    fs::write(tree.join("usr/share/seed/file"), "published before\n").unwrap();
+    Build::new(out).version("0").tree(&tree).run();
+}
+
+/// Every file of `dir` with its bytes, inode and mtime: what "changes nothing" compares.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(read) = fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    read.map(|entry| {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        let bytes = if meta.is_file() {
+            fs::read(entry.path()).unwrap()
+        } else {
+            Vec::new()
+        };
+        (
+            entry.file_name().to_string_lossy().into_owned(),
+            (bytes, meta.ino(), meta.mtime(), meta.mtime_nsec()),
+        )
+    })
+    .collect()
 }
 
 /// Parses YAML with PyYAML (python3-yaml), an independent parser, and returns it as JSON.
@@ -426,106 +635,6 @@ pub fn python_json(script: &str, input: &str, what: &str) -> serde_json::Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
-}
-
-/// Runs `build` of extension `t`, version 1, for x86-64 into `out`, with `args` naming the
-/// payload and any further options: the smallest build a test of one option or refusal needs.
-pub fn build_t(out: &Path, args: &[&str]) -> Output {
-    run(&build_t_args(out, args))
-}
-
-/// [`build_t`] for another architecture: `t` version 1 for `arch`.
-pub fn build_t_for(arch: &str, out: &Path, args: &[&str]) -> Output {
-    let mut all = build_t_args(out, args);
-    all[6] = arch;
-    run(&all)
-}
-
-/// The arguments [`build_t`] passes to `sysext-assembler`.
-pub fn build_t_args<'a>(out: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all: Vec<&str> = "build --name t --version 1 --arch x86-64 --out"
-        .split(' ')
-        .collect();
-    all.push(path_str(out));
-    all.extend_from_slice(args);
-    all
-}
-
-/// Every file of `dir` with its bytes, inode and mtime: what "changes nothing" compares.
-pub fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u64, i64, i64)> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(read) = fs::read_dir(dir) else {
-        return BTreeMap::new();
-    };
-    read.map(|entry| {
-        let entry = entry.unwrap();
-        let meta = entry.metadata().unwrap();
-        let bytes = if meta.is_file() {
-            fs::read(entry.path()).unwrap()
-        } else {
-            Vec::new()
-        };
-        (
-            entry.file_name().to_string_lossy().into_owned(),
-            (bytes, meta.ino(), meta.mtime(), meta.mtime_nsec()),
-        )
-    })
-    .collect()
-}
-
-/// Puts a published feed into `out` (another version of `t`: an image, its manifest, SHA256SUMS),
-/// so that "the output directory is unchanged" compares real files, not two empty listings.
-pub fn seed_output_dir(out: &Path) {
-    let tree = out.with_extension("seed-tree");
-    fs::create_dir_all(tree.join("usr/share/seed")).unwrap();
-    fs::write(tree.join("usr/share/seed/file"), "published before\n").unwrap();
-    let output = run(&[
-        "build",
-        "--name",
-        "t",
-        "--version",
-        "0",
-        "--arch",
-        "x86-64",
-        "--out",
-        path_str(out),
-        "--tree",
-        path_str(&tree),
-    ]);
-    expect_status(&output, 0);
-}
-
-/// Asserts that [`build_t`] with `args` is refused: exit 2, all of `needles` in the message, and
-/// `out` holding exactly what it held before, byte for byte (no output, no temporary file,
-/// SHA256SUMS as it was). An `out` without files is first seeded with a published feed.
-pub fn assert_build_refused(out: &Path, args: &[&str], needles: &[&str]) {
-    if snapshot(out).is_empty() {
-        seed_output_dir(out);
-    }
-    let before = snapshot(out);
-    let output = build_t(out, args);
-    let message = stderr(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "not refused: build_t {args:?}\n{message}"
-    );
-    for needle in needles {
-        assert!(
-            message.contains(needle),
-            "{needle:?} missing from the message:\n{message}"
-        );
-    }
-    let after = snapshot(out);
-    assert_eq!(
-        after.keys().collect::<Vec<_>>(),
-        before.keys().collect::<Vec<_>>(),
-        "output directory listing changed: {message}"
-    );
-    assert!(
-        after == before,
-        "a file in the output directory changed: {message}"
-    );
 }
 
 /// gpg in batch mode with the keys in `home`; its standard output.
