@@ -31,7 +31,11 @@ pub fn documents() -> Vec<Document> {
     paths.extend(docs);
     let mut test_readmes: Vec<PathBuf> = std::fs::read_dir(root.join("tests"))
         .unwrap_or_else(|e| panic!("cannot list tests/: {e}"))
-        .map(|entry| PathBuf::from("tests").join(entry.unwrap().file_name()).join("README.md"))
+        .map(|entry| {
+            PathBuf::from("tests")
+                .join(entry.unwrap().file_name())
+                .join("README.md")
+        })
         .filter(|path| root.join(path).is_file())
         .collect();
     test_readmes.sort();
