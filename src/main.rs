@@ -1,10 +1,12 @@
 //! `sysext-assembler`: a thin command-line front end over the library. It parses arguments and
-//! dispatches; every command lives in its own module under `commands`.
+//! dispatches; every command lives in its own module under `commands`, which parses that
+//! command's arguments, calls the library and prints.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sysext_assembler::commands;
+
+mod commands;
 
 /// Build, verify and compare reproducible systemd-sysext images.
 ///

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use sysext_assembler::manifest::{EntryKind, Manifest};
+use sysext_assembler::feed::manifest::Manifest;
+use sysext_assembler::payload::EntryKind;
 
 const EPOCH: &str = "1700000000";
 /// `EPOCH` as unsquashfs prints it with TZ=UTC.

@@ -1,25 +1,27 @@
 //! `sysext-assembler build`: payload in, image + manifest + SHA256SUMS (+ sysupdate transfer)
 //! out. This module only wires the library together; the rules live in `payload`, `names`,
-//! `extension_release`, the bytes in `image`, the crash safety in `output`.
+//! `payload::extension_release`, the bytes in `squashfs` and `disk`, the feed and its crash
+//! safety in `feed`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 
-use crate::compress::{Compression, XzFilter};
-use crate::ddi::{self, ImageFormat};
-use crate::extension_release::ExtensionRelease;
-use crate::image::{self, ImageOptions};
-use crate::manifest::{DdiRecord, Entry, ImageFile, Manifest, Tool, SCHEMA_VERSION};
-use crate::names::{self, Arch};
-use crate::output::OutputDir;
-use crate::payload::{Node, Payload};
-use crate::{hex, published, sums, sysupdate};
+use sysext_assembler::disk::ddi::{self, ImageFormat};
+use sysext_assembler::feed::manifest::{
+    self, DdiRecord, ImageFile, Manifest, Tool, SCHEMA_VERSION,
+};
+use sysext_assembler::feed::output::OutputDir;
+use sysext_assembler::feed::{file_hash, published, sums, sysupdate};
+use sysext_assembler::hex;
+use sysext_assembler::names::{self, Arch};
+use sysext_assembler::payload::extension_release::ExtensionRelease;
+use sysext_assembler::payload::Payload;
+use sysext_assembler::squashfs::compress::{Compression, XzFilter};
+use sysext_assembler::squashfs::writer::{self, ImageOptions};
 
 const EXAMPLE: &str = "\
 Example:
@@ -189,14 +191,14 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     let image_index = out.stage(&image_name)?;
     let (size, ddi) = match args.format {
         ImageFormat::Squashfs => (
-            image::write_image(&payload, options, out.file(image_index))?,
+            writer::write_image(&payload, options, out.file(image_index))?,
             None,
         ),
         ImageFormat::Ddi => {
             let mut filesystem = tempfile::tempfile_in(out.path()).with_context(|| {
                 format!("cannot create a temporary file in {}", out.path().display())
             })?;
-            let len = image::write_image(&payload, options, &mut filesystem)?;
+            let len = writer::write_image(&payload, options, &mut filesystem)?;
             let written =
                 ddi::write_unsigned(out.file(image_index), args.arch, &mut filesystem, len)?;
             let record = DdiRecord {
@@ -207,7 +209,7 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
             (written.size, Some(record))
         }
     };
-    let (sha256, sha512) = hash_file(out.temp_path(image_index))?;
+    let (sha256, sha512) = file_hash::sha256_and_sha512(out.temp_path(image_index))?;
     published::check(
         out.path(),
         &all_sums,
@@ -240,7 +242,7 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
             sha512,
         },
         ddi,
-        entries: manifest_entries(&payload),
+        entries: manifest::entries_of(&payload),
         provenance,
     };
     let manifest_name = names::manifest_file_name(&args.name, &args.version, args.arch);
@@ -319,55 +321,4 @@ fn parse_provenance(pairs: &[String]) -> Result<BTreeMap<String, String>> {
         }
     }
     Ok(provenance)
-}
-
-/// Manifest entries, in the payload's byte order of paths.
-pub fn manifest_entries(payload: &Payload) -> Vec<Entry> {
-    payload
-        .entries()
-        .map(|(path, node)| {
-            let (mode, size, sha256, target) = match node {
-                Node::Dir => (0o755, None, None, None),
-                Node::File(file) => (
-                    file.mode(),
-                    Some(file.contents.len() as u64),
-                    Some(hex(&file.sha256)),
-                    None,
-                ),
-                Node::Symlink(target) => (0o777, None, None, Some(target.clone())),
-            };
-            Entry {
-                path: path.to_string(),
-                kind: node.kind(),
-                mode: format!("{mode:04o}"),
-                size,
-                sha256,
-                target,
-            }
-        })
-        .collect()
-}
-
-/// SHA-256 and SHA-512 of the file at `path`, read back from disk (what was written, not what
-/// was meant to be written), each digest on its own thread.
-pub(crate) fn hash_file(path: &Path) -> Result<(String, String)> {
-    fn digest<D: Digest>(path: &Path) -> Result<String> {
-        let mut file =
-            File::open(path).with_context(|| format!("cannot read back {}", path.display()))?;
-        let mut hasher = D::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = file.read(&mut buffer)?;
-            if read == 0 {
-                return Ok(hex(&hasher.finalize()));
-            }
-            hasher.update(&buffer[..read]);
-        }
-    }
-    std::thread::scope(|scope| {
-        let sha512 = scope.spawn(|| digest::<Sha512>(path));
-        let sha256 = digest::<Sha256>(path)?;
-        let sha512 = sha512.join().expect("hashing thread panicked")?;
-        Ok((sha256, sha512))
-    })
 }

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use backhand::SuperBlock;
 
-use crate::hex;
-use crate::image_reader::{compressor_name, Image, ImageEntry, Region};
-use crate::listing::{mode_string, utc_time};
+use sysext_assembler::hex;
+use sysext_assembler::image_reader::listing::{mode_string, utc_time};
+use sysext_assembler::image_reader::{compressor_name, Image, ImageEntry, Region};
 
 /// Show what differs between two images.
 ///

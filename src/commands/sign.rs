@@ -9,12 +9,13 @@ use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::commands::build::hash_file;
-use crate::ddi::{self, SignatureJson};
-use crate::manifest::Manifest;
-use crate::output::OutputDir;
-use crate::verity::BLOCK_SIZE;
-use crate::{base64, hex, signing, sums};
+use sysext_assembler::disk::ddi::{self, SignatureJson};
+use sysext_assembler::disk::verity::BLOCK_SIZE;
+use sysext_assembler::feed::manifest::Manifest;
+use sysext_assembler::feed::output::OutputDir;
+use sysext_assembler::feed::{file_hash, sums};
+use sysext_assembler::trust::signing;
+use sysext_assembler::{base64, hex};
 
 /// SHA-256 (hex) of an open file, from its start.
 fn sha256_of(file: &mut File) -> Result<String> {
@@ -120,7 +121,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         Ok(hash) => hex(&hash),
         Err(problem) => bail!("{} is damaged, not signing it: {problem}", image.display()),
     };
-    let (sha256, sha512) = hash_file(image)?;
+    let (sha256, sha512) = file_hash::sha256_and_sha512(image)?;
     let record = manifest.ddi.as_ref().with_context(|| {
         format!(
             "{} describes a SquashFS image, not a DDI",
@@ -165,7 +166,8 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
             );
             let index = out.stage(&file_name)?;
             let written = rewrite(out.file(index), Some(&signature))?;
-            let (signed_sha256, signed_sha512) = hash_file(out.temp_path(index))?;
+            let (signed_sha256, signed_sha512) =
+                file_hash::sha256_and_sha512(out.temp_path(index))?;
             (written.size, signed_sha256, signed_sha512)
         }
         Some(existing) if *existing == signature => {

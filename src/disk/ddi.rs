@@ -21,11 +21,11 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compress::named_choices;
-use crate::gpt::{self, Guid, Partition, Table, SECTOR};
+use crate::disk::gpt::{self, Guid, Partition, Table, SECTOR};
+use crate::disk::verity::{self, Superblock, BLOCK_SIZE};
 use crate::hex;
 use crate::names::Arch;
-use crate::verity::{self, Superblock, BLOCK_SIZE};
+use crate::squashfs::compress::named_choices;
 
 /// What `build` writes: a bare SquashFS (the default, merged by every systemd with sysext) or a
 /// DDI (merged through dm-verity; needs a kernel with dm-verity and, to be refused when

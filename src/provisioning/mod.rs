@@ -1,7 +1,8 @@
 //! What provisioning puts on a Flatcar node for one image from a feed: the directories, files,
 //! links and units, described once. `sysext-assembler butane` writes this description either as
-//! a Butane config or (`--ignition`) as the Ignition config Butane would make of it; both come
-//! from the same [`Node`], so the two outputs cannot disagree about what a node gets.
+//! a Butane config ([`butane`]) or (`--ignition`) as the Ignition config Butane would make of it
+//! ([`ignition`]); both come from the same [`Node`], so the two outputs cannot disagree about
+//! what a node gets.
 //!
 //! The node downloads the image into /opt/extensions/NAME/ and Ignition checks it against the
 //! sha512 from the manifest before anything uses it, links /etc/extensions/NAME.raw to it,
@@ -14,9 +15,13 @@
 
 use anyhow::{bail, Result};
 
-use crate::manifest::Manifest;
+use crate::feed::manifest::Manifest;
+use crate::feed::sysupdate::{render_transfer, validate_update_url};
 use crate::names::{image_file_name, transfer_file_name, validate_name, validate_version, Arch};
-use crate::sysupdate::{render_transfer, validate_update_url};
+use crate::trust::policy::{self, DEFAULT_POLICY};
+
+pub mod butane;
+pub mod ignition;
 
 /// Where keepalived reads its configuration by default.
 pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
@@ -106,7 +111,7 @@ pub struct Dropin {
     pub contents: String,
 }
 
-/// What a node trusts signed images by: certificates (checked by [`crate::verity`]) and the image
+/// What a node trusts signed images by: certificates (checked by [`crate::disk::verity`]) and the image
 /// policy systemd-sysext.service merges with.
 pub struct Trust {
     pub certificates: Vec<TrustedCertificate>,
@@ -298,6 +303,58 @@ pub fn describe(
         name,
         image_file,
     })
+}
+
+/// Refuses trust settings that contradict the image the manifest describes: the node would
+/// refuse its own keepalived (and, since the policy holds for every extension, merge none), or
+/// the certificates would check nothing.
+pub fn check_trust_fits(manifest: &Manifest, path: &std::path::Path, trust: &Trust) -> Result<()> {
+    let shown = path.display();
+    if trust.policy == "*" {
+        bail!(
+            "--image-policy '*' lets every image through, signed or not, so the \
+             --verity-certificate files would check nothing: keep the default policy \
+             ({DEFAULT_POLICY}) or give one that demands signatures, or drop \
+             --verity-certificate"
+        );
+    }
+    let Some(ddi) = &manifest.ddi else {
+        if !policy::allows_unprotected_root(&trust.policy) {
+            bail!(
+                "{shown} describes a bare SquashFS image, which carries no signature, and the \
+                 image policy {} accepts only signed images: the node would refuse it, and with \
+                 it every other extension. Build the image with --format ddi, sign it \
+                 (sysext-assembler sign) and give that manifest, or drop --verity-certificate",
+                trust.policy
+            );
+        }
+        return Ok(());
+    };
+    let Some(fingerprint) = &ddi.certificate_fingerprint else {
+        bail!(
+            "{shown} describes an unsigned DDI, but --verity-certificate makes the node trust \
+             signed images: sign it (sysext-assembler sign --key KEY --cert CERT IMAGE) and give \
+             the manifest sign rewrote, or drop --verity-certificate"
+        );
+    };
+    if !trust
+        .certificates
+        .iter()
+        .any(|c| c.fingerprint == *fingerprint)
+    {
+        bail!(
+            "{shown} says the image is signed by certificate {fingerprint}, which is none of the \
+             --verity-certificate files ({}): the node would refuse it. Give the certificate of \
+             the key that signed it (as well, during a key rotation)",
+            trust
+                .certificates
+                .iter()
+                .map(|c| c.fingerprint.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `data:;base64,…` for bytes placed as is (RFC 2397).

@@ -19,7 +19,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::trust::Certificate;
+use crate::trust::certificate::Certificate;
 
 /// Runs `openssl ARGS` (stdin inherited, so a passphrase prompt reaches the user); `what` says
 /// what for, in the errors. A failing status is the caller's to judge.

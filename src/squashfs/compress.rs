@@ -1,6 +1,7 @@
 //! The compressor choice (xz, zstd or gzip, with their fixed levels) and block compression for
 //! backhand's writer: parallel, with output identical to compressing the blocks one after
-//! another. `image` uses this module; this module knows nothing of `image`.
+//! another. The writer (`squashfs::writer`) uses this module; this module knows nothing of the
+//! writer.
 //!
 //! backhand's `FilesystemWriter::write` compresses every data and fragment block on the calling
 //! thread, one at a time: with xz that is several times slower than mksquashfs on two cores. It
@@ -70,7 +71,7 @@ macro_rules! named_choices {
                     _ => ::anyhow::bail!(
                         "unknown {} {s:?}; use {}",
                         $what,
-                        $crate::compress::one_of(&[$($name),+])
+                        $crate::squashfs::compress::one_of(&[$($name),+])
                     ),
                 }
             }

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hex;
+use crate::payload::{EntryKind, Node, Payload};
+
 /// Bumped whenever a field changes meaning or a required field is added.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -117,12 +120,31 @@ pub struct Entry {
     pub target: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EntryKind {
-    Dir,
-    File,
-    Symlink,
+/// Manifest entries, in the payload's byte order of paths.
+pub fn entries_of(payload: &Payload) -> Vec<Entry> {
+    payload
+        .entries()
+        .map(|(path, node)| {
+            let (mode, size, sha256, target) = match node {
+                Node::Dir => (0o755, None, None, None),
+                Node::File(file) => (
+                    file.mode(),
+                    Some(file.contents.len() as u64),
+                    Some(hex(&file.sha256)),
+                    None,
+                ),
+                Node::Symlink(target) => (0o777, None, None, Some(target.clone())),
+            };
+            Entry {
+                path: path.to_string(),
+                kind: node.kind(),
+                mode: format!("{mode:04o}"),
+                size,
+                sha256,
+                target,
+            }
+        })
+        .collect()
 }
 
 impl Manifest {
