@@ -163,7 +163,7 @@ fn outputs_are_complete_and_consistent() {
         "image is padded to 4 KiB like mksquashfs's"
     );
     assert_eq!(
-        (manifest.arch.as_str(), manifest.os.as_str()),
+        (manifest.arch.to_string().as_str(), manifest.os.as_str()),
         ("x86-64", "flatcar")
     );
     assert_eq!(manifest.sysext_level.as_deref(), Some("1.0"));
@@ -171,9 +171,9 @@ fn outputs_are_complete_and_consistent() {
     // The defaults: xz, 1 MiB blocks, the x86 BCJ filter for an x86-64 image.
     assert_eq!(
         (
-            manifest.compression.as_str(),
+            manifest.compression.to_string().as_str(),
             manifest.block_size,
-            manifest.xz_filter.as_str(),
+            manifest.xz_filter.to_string().as_str(),
             manifest.epoch
         ),
         ("xz", 1 << 20, "x86", 1_700_000_000)

@@ -46,7 +46,7 @@ pub struct Args {
     /// Version; file names get exactly one leading `v` ([A-Za-z0-9._+-]).
     #[arg(long, value_name = "VERSION")]
     pub version: String,
-    /// Architecture, systemd's name: x86-64 or arm64 (x86_64, amd64, aarch64 accepted).
+    /// Architecture, as systemd names it (the aliases x86_64, amd64 and aarch64 are read too).
     #[arg(long, value_name = "ARCH")]
     pub arch: Arch,
     /// Output directory (created if missing); may already hold other versions and arches.
@@ -77,7 +77,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub epoch: Option<u32>,
     /// SquashFS compressor.
-    #[arg(long, value_name = "xz|zstd|gzip", default_value = "xz")]
+    #[arg(long, default_value_t)]
     pub compression: Compression,
     /// Data block size in bytes, or with a K or M suffix: a power of two from 4K to 1M. Larger
     /// blocks compress better (the xz dictionary is the block size: 1M makes the arm64
@@ -90,12 +90,12 @@ pub struct Args {
     /// x86 for x86-64 images (every kernel decodes it); none for arm64 images, because the
     /// kernel decodes arm64 only from Linux 6.12 on (Flatcar LTS 4081 runs 6.6): pass arm64 for
     /// hosts that all run 6.12 or later.
-    #[arg(long, value_name = "none|x86|arm64")]
+    #[arg(long)]
     pub xz_filter: Option<XzFilter>,
     /// Image format: a bare SquashFS, or a Discoverable Disk Image (GPT: the SquashFS as root
     /// partition, its dm-verity hash tree and, after `sign`, a signature partition), which
     /// systemd-sysext mounts through dm-verity so the kernel checks every block it reads.
-    #[arg(long, value_name = "squashfs|ddi", default_value = "squashfs")]
+    #[arg(long, default_value_t)]
     pub format: ImageFormat,
     /// Also write NAME.conf, a systemd-sysupdate transfer file for a feed at URL.
     #[arg(long, value_name = "URL")]
@@ -222,14 +222,14 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         schema: SCHEMA_VERSION,
         name: args.name.clone(),
         version: args.version.clone(),
-        arch: args.arch.to_string(),
+        arch: args.arch,
         os: release.os.clone(),
         sysext_level: release.sysext_level.clone(),
         reload_manager: release.reload_manager,
         restart_units: release.restart_units.clone(),
-        compression: args.compression.to_string(),
+        compression: args.compression,
         block_size: args.block_size,
-        xz_filter: xz_filter.to_string(),
+        xz_filter,
         epoch,
         tool: Tool {
             name: env!("CARGO_PKG_NAME").to_string(),

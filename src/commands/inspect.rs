@@ -81,7 +81,7 @@ fn disk_image_json(image: &Image) -> Value {
         return Value::Null;
     };
     json!({
-        "architecture": d.arch.as_str(),
+        "architecture": d.arch.to_string(),
         "disk_guid": d.table.disk_guid.to_string(),
         "root_hash": hex(&d.root_hash_from_uuids()),
         "verity": {

@@ -18,26 +18,30 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 
 use anyhow::{bail, ensure, Context, Result};
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::disk::gpt::{self, Guid, Partition, Table, SECTOR};
 use crate::disk::verity::{self, Superblock, BLOCK_SIZE};
 use crate::hex;
-use crate::names::Arch;
-use crate::squashfs::compress::named_choices;
+use crate::names::{self, Arch};
 
 /// What `build` writes: a bare SquashFS (the default, merged by every systemd with sysext) or a
 /// DDI (merged through dm-verity; needs a kernel with dm-verity and, to be refused when
 /// unsigned, an image policy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum ImageFormat {
     #[default]
     Squashfs,
     Ddi,
 }
 
-named_choices!(ImageFormat, "image format", Squashfs => "squashfs", Ddi => "ddi");
+impl std::fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        names::write_choice(self, f)
+    }
+}
 
 /// Where the first partition starts, as libfdisk decides it for systemd-repart: at 1 MiB (the
 /// first usable sector then also 2048), except on disks of at most 4 MiB, where it starts at the

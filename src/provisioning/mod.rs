@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 
 use crate::feed::manifest::Manifest;
 use crate::feed::sysupdate::{render_transfer, validate_update_url};
-use crate::names::{image_file_name, transfer_file_name, validate_name, validate_version, Arch};
+use crate::names::{image_file_name, transfer_file_name, validate_name, validate_version};
 use crate::trust::policy::{self, DEFAULT_POLICY};
 
 pub mod butane;
@@ -143,8 +143,7 @@ pub fn image_policy_dropin(policy: &str) -> String {
 fn deployable(manifest: &Manifest) -> Result<(String, String)> {
     validate_name(&manifest.name)?;
     validate_version(&manifest.version)?;
-    let arch: Arch = manifest.arch.parse()?;
-    let file = image_file_name(&manifest.name, &manifest.version, arch);
+    let file = image_file_name(&manifest.name, &manifest.version, manifest.arch);
     if manifest.image.file != file {
         bail!(
             "the manifest's image file {:?} is not the name build gives {file:?}",

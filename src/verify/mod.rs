@@ -523,7 +523,7 @@ fn entries_check(image: &Image, manifest: &Manifest) -> Check {
             image.superblock.mod_time
         ));
     }
-    if image.compression() != manifest.compression {
+    if image.compression() != manifest.compression.to_string() {
         problems.push(format!(
             "compression {} differs from the manifest's {}",
             compressor_name(image.superblock.compressor),
@@ -536,7 +536,7 @@ fn entries_check(image: &Image, manifest: &Manifest) -> Check {
             image.superblock.block_size, manifest.block_size
         ));
     }
-    if image.xz_filter != manifest.xz_filter {
+    if image.xz_filter != manifest.xz_filter.to_string() {
         problems.push(format!(
             "xz filter {} differs from the manifest's {}",
             image.xz_filter, manifest.xz_filter
@@ -667,7 +667,7 @@ fn extension_release_check(image: &Image, manifest: &Manifest) -> Check {
     match read_release(image, &path) {
         Err(err) => problems.push(format!("/{path}: {err:#}")),
         Ok(release) => {
-            if release.arch.as_str() != manifest.arch {
+            if release.arch != manifest.arch {
                 problems.push(format!(
                     "/{path}: ARCHITECTURE={} but the manifest says {}",
                     release.arch, manifest.arch
