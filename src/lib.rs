@@ -35,7 +35,6 @@
 //! runs the same `cargo test`. The binary's `commands` are its own modules, so the library cannot
 //! reach them.
 
-pub mod base64;
 pub mod disk;
 pub mod feed;
 pub mod image_reader;

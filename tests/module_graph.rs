@@ -16,9 +16,8 @@ type Module = Vec<String>;
 
 /// The library's top-level modules in the order data flows through them, as lib.rs lists them:
 /// a module may use those before it, never one after it. `crate` is lib.rs (`hex`).
-const LAYERS: [&str; 11] = [
+const LAYERS: [&str; 10] = [
     "crate",
-    "base64",
     "names",
     "payload",
     "squashfs",

@@ -179,15 +179,9 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     // Read under the directory lock, and before the (long) image write: a malformed SHA256SUMS
     // fails the build at once.
     let sums_path = out.path().join("SHA256SUMS");
-    let mut all_sums = match std::fs::read_to_string(&sums_path) {
-        Ok(text) => sums::parse(&text).with_context(|| {
-            format!("cannot merge into {}: it is malformed", sums_path.display())
-        })?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => sums::Sums::new(),
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
-        }
-    };
+    let mut all_sums = sums::load(&sums_path)
+        .with_context(|| format!("cannot merge into {}", sums_path.display()))?
+        .map_or_else(sums::Sums::new, |file| file.sums);
     let image_index = out.stage(&image_name)?;
     let (size, ddi) = match args.format {
         ImageFormat::Squashfs => (

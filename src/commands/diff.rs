@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use backhand::SuperBlock;
+use itertools::{merge_join_by, EitherOrBoth};
 
 use sysext_assembler::hex;
 use sysext_assembler::image_reader::listing::{mode_string, utc_time};
@@ -136,35 +137,20 @@ fn entry_differences(a: &Image, b: &Image) -> Vec<String> {
     if !changes.is_empty() {
         lines.push(format!("changed  /: {}", changes.join("; ")));
     }
-    let (mut i, mut j) = (0, 0);
-    while i < a.entries.len() || j < b.entries.len() {
-        let order = match (a.entries.get(i), b.entries.get(j)) {
-            (Some(x), Some(y)) => x.path.as_bytes().cmp(y.path.as_bytes()),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
-        };
-        match order {
-            std::cmp::Ordering::Less => {
-                let x = &a.entries[i];
-                lines.push(format!("removed  /{} ({})", x.path, describe_entry(x)));
-                i += 1;
+    let by_path = |x: &&ImageEntry, y: &&ImageEntry| x.path.as_bytes().cmp(y.path.as_bytes());
+    for pair in merge_join_by(&a.entries, &b.entries, by_path) {
+        match pair {
+            EitherOrBoth::Left(x) => {
+                lines.push(format!("removed  /{} ({})", x.path, describe_entry(x)))
             }
-            std::cmp::Ordering::Greater => {
-                let y = &b.entries[j];
-                lines.push(format!("added    /{} ({})", y.path, describe_entry(y)));
-                j += 1;
+            EitherOrBoth::Right(y) => {
+                lines.push(format!("added    /{} ({})", y.path, describe_entry(y)))
             }
-            std::cmp::Ordering::Equal => {
-                let changes = entry_changes(&a.entries[i], &b.entries[j]);
+            EitherOrBoth::Both(x, y) => {
+                let changes = entry_changes(x, y);
                 if !changes.is_empty() {
-                    lines.push(format!(
-                        "changed  /{}: {}",
-                        a.entries[i].path,
-                        changes.join("; ")
-                    ));
+                    lines.push(format!("changed  /{}: {}", x.path, changes.join("; ")));
                 }
-                i += 1;
-                j += 1;
             }
         }
     }

@@ -4,28 +4,20 @@
 //! and its SHA256SUMS line replace the unsigned ones atomically.
 
 use std::fs::{self, File};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context, Result};
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 
 use sysext_assembler::disk::ddi::{self, SignatureJson};
 use sysext_assembler::disk::verity::BLOCK_SIZE;
+use sysext_assembler::feed::image_paths::ImagePaths;
 use sysext_assembler::feed::manifest::Manifest;
 use sysext_assembler::feed::output::OutputDir;
 use sysext_assembler::feed::{file_hash, sums};
+use sysext_assembler::hex;
 use sysext_assembler::trust::signing;
-use sysext_assembler::{base64, hex};
-
-/// SHA-256 (hex) of an open file, from its start.
-fn sha256_of(file: &mut File) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::{Seek, SeekFrom};
-    file.seek(SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(file, &mut hasher).context("cannot read back the unsigned image")?;
-    Ok(hex(&hasher.finalize()))
-}
 
 const EXAMPLE: &str = "\
 Example:
@@ -74,29 +66,21 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 /// again with the same key completes them (the image itself is then left as it is).
 pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let image = &args.image;
-    let file_name = image
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{} has no UTF-8 file name", image.display()))?
-        .to_string();
-    let Some(stem) = file_name.strip_suffix(".raw") else {
+    let paths = ImagePaths::of(image)?;
+    let (file_name, dir) = (&paths.file_name, &paths.dir);
+    let Some(manifest_path) = paths.manifest() else {
         bail!(
             "{} does not end in .raw: give an image `build` wrote",
             image.display()
         );
     };
-    let dir = match image.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let manifest_path = dir.join(format!("{stem}.manifest.json"));
     if !manifest_path.is_file() {
         bail!(
             "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
             manifest_path.display()
         );
     }
-    let mut out = OutputDir::open(&dir)?;
+    let mut out = OutputDir::open(dir)?;
     let manifest_text = fs::read_to_string(&manifest_path).with_context(|| {
         format!(
             "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
@@ -140,7 +124,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let signature = SignatureJson {
         root_hash: root_hash.clone(),
         certificate_fingerprint: Some(certificate.fingerprint()),
-        signature: base64::encode(&der),
+        signature: BASE64.encode(&der),
     };
     let data_len = layout.superblock.data_blocks * BLOCK_SIZE;
     let rewrite = |to: &mut File, signature: Option<&SignatureJson>| {
@@ -164,7 +148,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
                 manifest_path.display(),
                 manifest.image.sha256
             );
-            let index = out.stage(&file_name)?;
+            let index = out.stage(file_name)?;
             let written = rewrite(out.file(index), Some(&signature))?;
             let (signed_sha256, signed_sha512) =
                 file_hash::sha256_and_sha512(out.temp_path(index))?;
@@ -176,11 +160,12 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
             // unsigned one it was made from (rebuilt here without the signature, byte for
             // byte, to compare).
             if manifest.image.sha256 != sha256 {
-                let mut unsigned = tempfile::tempfile_in(&dir).with_context(|| {
+                let mut unsigned = tempfile::tempfile_in(dir).with_context(|| {
                     format!("cannot create a temporary file in {}", dir.display())
                 })?;
                 rewrite(&mut unsigned, None)?;
-                let unsigned_sha256 = sha256_of(&mut unsigned)?;
+                let unsigned_sha256 =
+                    file_hash::sha256_open(&unsigned, Path::new("the unsigned image"))?;
                 ensure!(
                     manifest.image.sha256 == unsigned_sha256,
                     "{} is not the image {} describes, signed or unsigned (sha256 {sha256}, \
@@ -203,15 +188,10 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         ),
     };
 
-    let sums_path = dir.join("SHA256SUMS");
-    let mut all_sums = match fs::read_to_string(&sums_path) {
-        Ok(text) => sums::parse(&text)
-            .with_context(|| format!("cannot update {}: it is malformed", sums_path.display()))?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => sums::Sums::new(),
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
-        }
-    };
+    let sums_path = paths.sums();
+    let mut all_sums = sums::load(&sums_path)
+        .with_context(|| format!("cannot update {}", sums_path.display()))?
+        .map_or_else(sums::Sums::new, |file| file.sums);
     manifest.image.size = size;
     manifest.image.sha256 = signed_sha256.clone();
     manifest.image.sha512 = signed_sha512;
@@ -221,7 +201,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let manifest_json = manifest.to_json();
     let complete = layout.signature_json.is_some()
         && manifest_json == manifest_text
-        && all_sums.get(&file_name) == Some(&signed_sha256);
+        && all_sums.get(file_name) == Some(&signed_sha256);
     if complete {
         eprintln!(
             "{} is already signed with this key; nothing to do",
@@ -233,7 +213,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         manifest_path.file_name().and_then(|n| n.to_str()).unwrap(),
         manifest_json.as_bytes(),
     )?;
-    sums::merge(&mut all_sums, &file_name, &signed_sha256);
+    sums::merge(&mut all_sums, file_name, &signed_sha256);
     out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
     out.commit()
 }

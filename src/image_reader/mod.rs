@@ -42,7 +42,7 @@ use backhand::{FilesystemReader, InnerNode, Squashfs, SuperBlock};
 
 use self::backhand_errors::describe;
 use self::content::read_content;
-pub use self::entries::{EntryKind, ImageEntry};
+pub use self::entries::{FileType, ImageEntry};
 pub use self::limits::Limits;
 pub use self::regions::Region;
 pub use self::superblock::compressor_name;

@@ -14,6 +14,7 @@
 //! policy that makes systemd-sysext.service refuse what no trusted key signed.
 
 use anyhow::{bail, Result};
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 
 use crate::feed::manifest::Manifest;
 use crate::feed::sysupdate::{render_transfer, validate_update_url};
@@ -358,5 +359,5 @@ pub fn check_trust_fits(manifest: &Manifest, path: &std::path::Path, trust: &Tru
 
 /// `data:;base64,…` for bytes placed as is (RFC 2397).
 pub fn base64_data_url(bytes: &[u8]) -> String {
-    format!("data:;base64,{}", crate::base64::encode(bytes))
+    format!("data:;base64,{}", BASE64.encode(bytes))
 }

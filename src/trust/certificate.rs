@@ -3,6 +3,7 @@
 //! it cannot read with no more than a debug message.
 
 use anyhow::{bail, Result};
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use sha2::{Digest, Sha256};
 
 /// An X.509 certificate as its DER bytes, read from PEM.
@@ -67,7 +68,7 @@ impl Certificate {
             .chars()
             .filter(|c| !c.is_ascii_whitespace())
             .collect();
-        let Ok(der) = crate::base64::decode(&body) else {
+        let Ok(der) = BASE64.decode(&body) else {
             bail!("its certificate is not valid base64 between the BEGIN and END lines");
         };
         if !is_certificate_der(&der) {
@@ -84,7 +85,7 @@ impl Certificate {
 
     /// The certificate as PEM with 64-column lines, the form `openssl x509` writes.
     pub fn pem(&self) -> String {
-        let encoded = crate::base64::encode(&self.der);
+        let encoded = BASE64.encode(&self.der);
         let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
         for line in encoded.as_bytes().chunks(64) {
             out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
@@ -117,5 +118,28 @@ fn is_certificate_der(der: &[u8]) -> bool {
                 && header(&der[h..]).is_some_and(|(h2, l2)| h + h2 + l2 <= der.len())
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Signature partitions and certificates come from anywhere: the engine must read only
+    /// canonical base64 (RFC 4648 section 4, padded), which the crate's STANDARD engine does.
+    #[test]
+    fn base64_is_read_strictly() {
+        for (input, want) in [
+            ("", ""),
+            ("Zg==", "f"),
+            ("Zm8=", "fo"),
+            ("Zm9vYmFy", "foobar"),
+        ] {
+            assert_eq!(BASE64.decode(input).unwrap(), want.as_bytes(), "{input}");
+            assert_eq!(BASE64.encode(want), input);
+        }
+        for bad in ["Zg=", "Zg=a", "Z===", "Zh==", "Zm9v\n", "Zg==Zg==", "Zg"] {
+            assert!(BASE64.decode(bad).is_err(), "{bad:?}");
+        }
     }
 }
