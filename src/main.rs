@@ -10,7 +10,8 @@ mod commands;
 
 /// Build, verify and compare reproducible systemd-sysext images.
 ///
-/// Exit status: 0 on success, 1 when `verify` finds a mismatch, 2 on bad input or I/O errors.
+/// Exit status: 0 on success, 1 when `verify` finds a mismatch or `diff` a difference, 2 on bad
+/// input or I/O errors.
 #[derive(Parser)]
 #[command(name = "sysext-assembler", version, propagate_version = true)]
 struct Cli {

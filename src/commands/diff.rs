@@ -1,7 +1,8 @@
 //! `sysext-assembler diff`: what differs between two images, read without mounting them. It
 //! replaces mount-and-compare scripts when chasing a build that is not reproducible: first the
-//! entries (added, removed, changed), then the superblock fields, and when every entry matches
-//! but the bytes do not, which tables or areas of the file differ.
+//! entries (added, removed, changed), then for DDIs the disk image around the file system, the
+//! superblock fields, and when every entry matches but the bytes do not, which tables or areas
+//! of the file differ.
 
 use std::fmt::Display;
 use std::fs::File;
@@ -20,8 +21,9 @@ use sysext_assembler::image_reader::{compressor_name, Image, ImageEntry, Region}
 /// Show what differs between two images.
 ///
 /// Lists entries added, removed or changed (content, mode, owner, mtime, symlink target), then
-/// differing superblock fields, and, when all entries match but the files do not, which tables
-/// or areas of the files differ. No mount, no root.
+/// for DDIs the differing fields of the disk image around the file system, then differing
+/// superblock fields, and, when all entries match but the files do not, which tables or areas
+/// of the files differ. No mount, no root.
 ///
 /// Exit status: 0 when the files are byte-identical, 1 when they differ, 2 on errors.
 ///

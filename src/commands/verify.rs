@@ -12,15 +12,14 @@ use sysext_assembler::verify::{verify, Outcome};
 
 /// Check a downloaded image against its SHA256SUMS and manifest.
 ///
-/// Checks, in order: with --keyring, SHA256SUMS.gpg as a signature of SHA256SUMS by a key of the
-/// keyring (gpgv); the image's sha256 against its line in SHA256SUMS and against the manifest
-/// (and the size); for a DDI, the dm-verity hash tree recomputed from the root partition and,
-/// with --cert, the root hash signature; then, reading the image without mounting it, every
-/// entry's path, type, mode, owner (0:0), mtime (the manifest's epoch, root directory
-/// included), size and content sha256, with nothing extra or missing; the extension-release
-/// file names the manifest's extension and architecture; and the build's layout rules hold
-/// (only usr/ and opt/, no usr/sbin, no device nodes, no setuid bits, no symlink leaving the
-/// image).
+/// The checks, in order, each reported under its name as ok or MISMATCH: sha256sums-signature
+/// (with --keyring: SHA256SUMS.gpg by a key of the keyring, checked by gpgv), sha256sums (the
+/// image's line), manifest-hash, then format (a bare SquashFS) or dm-verity and signature (a
+/// DDI: the hash tree recomputed, the signature checked with --cert, "present, unchecked"
+/// without), then, reading the image without mounting it, layout (the build's rules), entries
+/// (every entry against the manifest) and extension-release. What each one checks:
+/// docs/verifying.md, "verify: every entry without mounting". The image is opened once and
+/// every check reads that open file.
 ///
 /// Without --sums, SHA256SUMS next to the image is used if it exists; without --manifest,
 /// IMAGE with `.raw` replaced by `.manifest.json` is used if it exists. At least one of the two
@@ -29,12 +28,6 @@ use sysext_assembler::verify::{verify, Outcome};
 /// A published version is immutable (`build` refuses to publish other bytes under a name a feed
 /// already has): an image whose sha256 differs from its SHA256SUMS line or manifest is never a
 /// legitimate update of that version. Treat it as corrupted or tampered with.
-///
-/// Each check is reported under the name of what it checked: sha256sums-signature (the list's
-/// signature), sha256sums (the list's line), manifest-hash (the manifest), dm-verity (the hash
-/// tree), signature (the DDI's signature: "present, unchecked" without --cert), layout, entries
-/// and extension-release (the contents). The image is opened once and every check reads that
-/// open file.
 ///
 /// Exit status: 0 verified, 1 mismatch (the first differences are named), 2 usage or I/O error.
 ///

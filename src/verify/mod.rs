@@ -1,7 +1,6 @@
 //! Verifying a downloaded image before a machine merges it (`sysext-assembler verify`). The
-//! checks and their order are listed once, in `verify --help` (the command's doc comment) and
-//! docs/assembler.md#sysext-assembler-verify; this module runs them in that order, as named
-//! steps:
+//! checks, their order and what each proves are listed once, in docs/verifying.md (`verify
+//! --help` names them); this module runs them in that order, as named steps:
 //!
 //! 1. find what the image is checked against ([`References`]: SHA256SUMS and the manifest, given
 //!    or found next to it through [`ImagePaths`]), and refuse to check against nothing;
