@@ -21,6 +21,7 @@
 //!   Ignition config.
 //! - [`image_reader`]: reading images that may be hostile, without mounting them, and showing
 //!   their entries.
+//! - [`diff`]: what differs between two images, entries first, down to the areas of the files.
 //! - [`verify`]: an image checked against its feed: `SHA256SUMS`, manifest, hash tree,
 //!   signature, entries, extension-release and the build's rules.
 //!
@@ -35,6 +36,7 @@
 //! runs the same `cargo test`. The binary's `commands` are its own modules, so the library cannot
 //! reach them.
 
+pub mod diff;
 pub mod disk;
 pub mod feed;
 pub mod image_reader;

@@ -16,7 +16,7 @@ type Module = Vec<String>;
 
 /// The library's top-level modules in the order data flows through them, as lib.rs lists them:
 /// a module may use those before it, never one after it. `crate` is lib.rs (`hex`).
-const LAYERS: [&str; 10] = [
+const LAYERS: [&str; 11] = [
     "crate",
     "names",
     "payload",
@@ -26,6 +26,7 @@ const LAYERS: [&str; 10] = [
     "feed",
     "provisioning",
     "image_reader",
+    "diff",
     "verify",
 ];
 
