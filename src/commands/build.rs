@@ -141,33 +141,9 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     };
     let provenance = parse_provenance(&args.provenance)?;
 
-    if args.trees.is_empty() && args.files.is_empty() {
-        bail!("no payload: give at least one --tree DIR or --file DEST=SRC");
-    }
-    let mut payload = Payload::new();
-    for tree in &args.trees {
-        payload.add_tree(tree)?;
-    }
-    for spec in &args.files {
-        let Some((dest, source)) = spec.split_once('=') else {
-            bail!("--file {spec:?}: expected DEST=SRC, e.g. usr/bin/keepalived=./keepalived");
-        };
-        payload.add_file(dest, Path::new(source))?;
-    }
-    payload.add_generated_file(
-        &names::extension_release_path(&args.name),
-        release.render().into_bytes(),
-        "sysext-assembler writes it from --os, --sysext-level, --arch and --reload-manager",
-    )?;
+    let payload = collect_payload(args, &release)?;
 
-    let xz_filter = match (args.xz_filter, args.compression) {
-        (Some(filter), Compression::Xz) => filter,
-        (None, Compression::Xz) => XzFilter::default_for(args.arch),
-        (Some(XzFilter::None) | None, _) => XzFilter::None,
-        (Some(filter), other) => bail!(
-            "--xz-filter {filter} needs --compression xz (it is an xz filter; {other} has none)"
-        ),
-    };
+    let xz_filter = xz_filter(args)?;
     let options = ImageOptions {
         compression: args.compression,
         block_size: args.block_size,
@@ -183,26 +159,7 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot merge into {}", sums_path.display()))?
         .map_or_else(sums::Sums::new, |file| file.sums);
     let image_index = out.stage(&image_name)?;
-    let (size, ddi) = match args.format {
-        ImageFormat::Squashfs => (
-            writer::write_image(&payload, options, out.file(image_index))?,
-            None,
-        ),
-        ImageFormat::Ddi => {
-            let mut filesystem = tempfile::tempfile_in(out.path()).with_context(|| {
-                format!("cannot create a temporary file in {}", out.path().display())
-            })?;
-            let len = writer::write_image(&payload, options, &mut filesystem)?;
-            let written =
-                ddi::write_unsigned(out.file(image_index), args.arch, &mut filesystem, len)?;
-            let record = DdiRecord {
-                root_hash: hex(&written.root_hash),
-                salt: hex(&written.salt),
-                certificate_fingerprint: None,
-            };
-            (written.size, Some(record))
-        }
-    };
+    let (size, ddi) = write_image(&mut out, image_index, &payload, options, args)?;
     let (sha256, sha512) = file_hash::sha256_and_sha512(out.temp_path(image_index))?;
     published::check(
         out.path(),
@@ -256,6 +213,71 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     sums::merge(&mut all_sums, &image_name, &sha256);
     out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
     out.commit()
+}
+
+/// The payload: the trees and files given, and the extension-release file built from `release`.
+fn collect_payload(args: &Args, release: &ExtensionRelease) -> Result<Payload> {
+    if args.trees.is_empty() && args.files.is_empty() {
+        bail!("no payload: give at least one --tree DIR or --file DEST=SRC");
+    }
+    let mut payload = Payload::new();
+    for tree in &args.trees {
+        payload.add_tree(tree)?;
+    }
+    for spec in &args.files {
+        let Some((dest, source)) = spec.split_once('=') else {
+            bail!("--file {spec:?}: expected DEST=SRC, e.g. usr/bin/keepalived=./keepalived");
+        };
+        payload.add_file(dest, Path::new(source))?;
+    }
+    payload.add_generated_file(
+        &names::extension_release_path(&args.name),
+        release.render().into_bytes(),
+        "sysext-assembler writes it from --os, --sysext-level, --arch and --reload-manager",
+    )?;
+    Ok(payload)
+}
+
+/// The xz filter: as given (with xz only), else the default for the architecture.
+fn xz_filter(args: &Args) -> Result<XzFilter> {
+    Ok(match (args.xz_filter, args.compression) {
+        (Some(filter), Compression::Xz) => filter,
+        (None, Compression::Xz) => XzFilter::default_for(args.arch),
+        (Some(XzFilter::None) | None, _) => XzFilter::None,
+        (Some(filter), other) => bail!(
+            "--xz-filter {filter} needs --compression xz (it is an xz filter; {other} has none)"
+        ),
+    })
+}
+
+/// Writes the image into the staged output `index`, as a bare SquashFS or as a DDI around it;
+/// returns its size and, for a DDI, the manifest's record of its hash tree.
+fn write_image(
+    out: &mut OutputDir,
+    index: usize,
+    payload: &Payload,
+    options: ImageOptions,
+    args: &Args,
+) -> Result<(u64, Option<DdiRecord>)> {
+    Ok(match args.format {
+        ImageFormat::Squashfs => (
+            writer::write_image(payload, options, out.file(index))?,
+            None,
+        ),
+        ImageFormat::Ddi => {
+            let mut filesystem = tempfile::tempfile_in(out.path()).with_context(|| {
+                format!("cannot create a temporary file in {}", out.path().display())
+            })?;
+            let len = writer::write_image(payload, options, &mut filesystem)?;
+            let written = ddi::write_unsigned(out.file(index), args.arch, &mut filesystem, len)?;
+            let record = DdiRecord {
+                root_hash: hex(&written.root_hash),
+                salt: hex(&written.salt),
+                certificate_fingerprint: None,
+            };
+            (written.size, Some(record))
+        }
+    })
 }
 
 /// `--block-size`: bytes, or a number with a K or M suffix (binary units).

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, ensure, Context, Result};
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 
-use sysext_assembler::disk::ddi::{self, SignatureJson};
+use sysext_assembler::disk::ddi::{self, Ddi, SignatureJson};
 use sysext_assembler::disk::verity::BLOCK_SIZE;
 use sysext_assembler::feed::image_paths::ImagePaths;
 use sysext_assembler::feed::manifest::Manifest;
@@ -68,18 +68,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let image = &args.image;
     let paths = ImagePaths::of(image)?;
     let (file_name, dir) = (&paths.file_name, &paths.dir);
-    let Some(manifest_path) = paths.manifest() else {
-        bail!(
-            "{} does not end in .raw: give an image `build` wrote",
-            image.display()
-        );
-    };
-    if !manifest_path.is_file() {
-        bail!(
-            "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
-            manifest_path.display()
-        );
-    }
+    let manifest_path = manifest_path_of(&paths)?;
     let mut out = OutputDir::open(dir)?;
     let manifest_text = fs::read_to_string(&manifest_path).with_context(|| {
         format!(
@@ -90,21 +79,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let mut manifest = Manifest::from_json(&manifest_text)
         .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?;
 
-    let mut file = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
-    let len = file.metadata()?.len();
-    if !ddi::looks_like_ddi(&mut file)? {
-        bail!(
-            "{} is a bare SquashFS image, which has no hash tree to sign: build it with \
-             --format ddi",
-            image.display()
-        );
-    }
-    let layout = ddi::read(&mut file, len)
-        .with_context(|| format!("{} is not a readable DDI", image.display()))?;
-    let root_hash = match ddi::check_tree(&mut file, &layout)? {
-        Ok(hash) => hex(&hash),
-        Err(problem) => bail!("{} is damaged, not signing it: {problem}", image.display()),
-    };
+    let (file, len, layout, root_hash) = open_sound_ddi(image)?;
     let (sha256, sha512) = file_hash::sha256_and_sha512(image)?;
     let record = manifest.ddi.as_ref().with_context(|| {
         format!(
@@ -216,4 +191,42 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     sums::merge(&mut all_sums, file_name, &signed_sha256);
     out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
     out.commit()
+}
+
+/// Opens the DDI at `image` and checks its hash tree against its data: nothing damaged is
+/// signed. Returns the open file, its length, its layout and its root hash (hex).
+fn open_sound_ddi(image: &Path) -> Result<(File, u64, Ddi, String)> {
+    let mut file = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+    let len = file.metadata()?.len();
+    if !ddi::looks_like_ddi(&mut file)? {
+        bail!(
+            "{} is a bare SquashFS image, which has no hash tree to sign: build it with \
+             --format ddi",
+            image.display()
+        );
+    }
+    let layout = ddi::read(&mut file, len)
+        .with_context(|| format!("{} is not a readable DDI", image.display()))?;
+    let root_hash = match ddi::check_tree(&mut file, &layout)? {
+        Ok(hash) => hex(&hash),
+        Err(problem) => bail!("{} is damaged, not signing it: {problem}", image.display()),
+    };
+    Ok((file, len, layout, root_hash))
+}
+
+/// The manifest `build` wrote next to the image, which sign rewrites.
+fn manifest_path_of(paths: &ImagePaths) -> Result<PathBuf> {
+    let Some(manifest_path) = paths.manifest() else {
+        bail!(
+            "{} does not end in .raw: give an image `build` wrote",
+            paths.image.display()
+        );
+    };
+    if !manifest_path.is_file() {
+        bail!(
+            "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
+            manifest_path.display()
+        );
+    }
+    Ok(manifest_path)
 }
