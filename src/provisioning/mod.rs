@@ -176,7 +176,6 @@ pub fn describe(
     let transfer = render_transfer(&name, update_url)?;
     let dir = format!("/opt/extensions/{name}");
     let image_path = format!("{dir}/{image_file}");
-    let marker = |which: &str| format!("/run/sysupdate-{name}.{which}");
 
     let mut files = vec![
         File {
@@ -202,30 +201,7 @@ pub fn describe(
         files.push(File::plain(IMPORT_PUBRING, Contents::Binary(key.to_vec())));
     }
     if let Some(trust) = trust {
-        for cert in &trust.certificates {
-            files.push(File {
-                path: format!("{VERITY_D}/{name}-{}.crt", &cert.fingerprint[..16]),
-                mode: 0o644,
-                mode_note: None,
-                comment: Some(
-                    "systemd verifies dm-verity signatures against every *.crt here; the name \
-                     holds the start of the certificate's SHA-256 fingerprint.",
-                ),
-                contents: Contents::Text(cert.pem.clone()),
-            });
-        }
-    }
-    if let Some(trust) = trust {
-        files.push(File {
-            path: SYSEXT_CONF_DROPIN.into(),
-            mode: 0o644,
-            mode_note: None,
-            comment: Some(
-                "systemd 259 and later apply this policy to every systemd-sysext run, also by hand; \
-                 older ones only to the service (its drop-in below).",
-            ),
-            contents: Contents::Text(format!("[SysExt]\nImagePolicy={}\n", trust.policy)),
-        });
+        files.extend(trust_files(&name, trust));
     }
     if let Some(config) = config {
         files.push(File {
@@ -237,6 +213,59 @@ pub fn describe(
         });
     }
 
+    let mut units = update_units(&name);
+    if let Some(trust) = trust {
+        units.push(sysext_policy_unit(trust));
+    }
+    Ok(Node {
+        directories: vec![Directory {
+            path: dir,
+            mode: 0o755,
+        }],
+        files,
+        links: vec![Link {
+            path: format!("/etc/extensions/{name}.raw"),
+            target: image_path,
+        }],
+        units,
+        name,
+        image_file,
+    })
+}
+
+/// The certificates systemd checks dm-verity signatures with (one file each), and the image
+/// policy for every systemd-sysext run (systemd 259 and later).
+fn trust_files(name: &str, trust: &Trust) -> Vec<File> {
+    let mut files = Vec::new();
+    for cert in &trust.certificates {
+        files.push(File {
+            path: format!("{VERITY_D}/{name}-{}.crt", &cert.fingerprint[..16]),
+            mode: 0o644,
+            mode_note: None,
+            comment: Some(
+                "systemd verifies dm-verity signatures against every *.crt here; the name \
+                 holds the start of the certificate's SHA-256 fingerprint.",
+            ),
+            contents: Contents::Text(cert.pem.clone()),
+        });
+    }
+    files.push(File {
+        path: SYSEXT_CONF_DROPIN.into(),
+        mode: 0o644,
+        mode_note: None,
+        comment: Some(
+            "systemd 259 and later apply this policy to every systemd-sysext run, also by hand; \
+             older ones only to the service (its drop-in below).",
+        ),
+        contents: Contents::Text(format!("[SysExt]\nImagePolicy={}\n", trust.policy)),
+    });
+    files
+}
+
+/// The sysupdate timers, enabled, and the drop-in that updates this extension and asks for a
+/// reboot (/run/reboot-required) when the current version changed.
+fn update_units(name: &str) -> Vec<Unit> {
+    let marker = |which: &str| format!("/run/sysupdate-{name}.{which}");
     let dropin = format!(
         "[Service]\n\
          ExecStartPre=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > {before}\"\n\
@@ -246,7 +275,7 @@ pub fn describe(
         before = marker("before"),
         after = marker("after"),
     );
-    let mut units = vec![
+    vec![
         Unit {
             name: "systemd-sysupdate.timer".into(),
             comment: None,
@@ -274,35 +303,23 @@ pub fn describe(
                 contents: dropin,
             }],
         },
-    ];
-    if let Some(trust) = trust {
-        units.push(Unit {
-            name: "systemd-sysext.service".into(),
-            comment: Some(
-                "The policy holds for every extension on the node: each must then be signed \
-                 by a key whose certificate is in a verity.d directory.",
-            ),
-            enabled: None,
-            dropins: vec![Dropin {
-                name: IMAGE_POLICY_DROPIN.into(),
-                contents: image_policy_dropin(&trust.policy),
-            }],
-        });
+    ]
+}
+
+/// systemd-sysext.service under the image policy (its drop-in), for systemd before 259.
+fn sysext_policy_unit(trust: &Trust) -> Unit {
+    Unit {
+        name: "systemd-sysext.service".into(),
+        comment: Some(
+            "The policy holds for every extension on the node: each must then be signed \
+             by a key whose certificate is in a verity.d directory.",
+        ),
+        enabled: None,
+        dropins: vec![Dropin {
+            name: IMAGE_POLICY_DROPIN.into(),
+            contents: image_policy_dropin(&trust.policy),
+        }],
     }
-    Ok(Node {
-        directories: vec![Directory {
-            path: dir,
-            mode: 0o755,
-        }],
-        files,
-        links: vec![Link {
-            path: format!("/etc/extensions/{name}.raw"),
-            target: image_path,
-        }],
-        units,
-        name,
-        image_file,
-    })
 }
 
 /// Refuses trust settings that contradict the image the manifest describes: the node would
