@@ -39,28 +39,20 @@ pub fn compare(a: &Image, a_path: &Path, b: &Image, b_path: &Path) -> Result<Rep
         region_lines = region_differences(a, a_path, b, b_path)?;
     }
 
-    if !entry_lines.is_empty() {
-        out.push_str("entries:\n");
-        for line in &entry_lines {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
-    if !disk_lines.is_empty() {
-        out.push_str("disk image (DDI):\n");
-        for line in &disk_lines {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
-    if !superblock_lines.is_empty() {
-        out.push_str("superblock:\n");
-        for line in &superblock_lines {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
-    if !region_lines.is_empty() {
-        out.push_str("areas of the file (every entry matches, the bytes do not):\n");
-        for line in &region_lines {
-            out.push_str(&format!("  {line}\n"));
+    for (heading, lines) in [
+        ("entries", &entry_lines),
+        ("disk image (DDI)", &disk_lines),
+        ("superblock", &superblock_lines),
+        (
+            "areas of the file (every entry matches, the bytes do not)",
+            &region_lines,
+        ),
+    ] {
+        if !lines.is_empty() {
+            out.push_str(&format!("{heading}:\n"));
+            for line in lines {
+                out.push_str(&format!("  {line}\n"));
+            }
         }
     }
     let summary = if identical {

@@ -236,37 +236,39 @@ fn extension_release_check(image: &Image, manifest: &Manifest) -> Check {
     match read_release(image, &path) {
         Err(err) => problems.push(format!("/{path}: {err:#}")),
         Ok(release) => {
+            let mut differs = |found: String, wanted: String| {
+                problems.push(format!("/{path}: {found} but the manifest says {wanted}"));
+            };
+            let unset = |level: &Option<String>| level.as_deref().unwrap_or("(unset)").to_string();
             if release.arch != manifest.arch {
-                problems.push(format!(
-                    "/{path}: ARCHITECTURE={} but the manifest says {}",
-                    release.arch, manifest.arch
-                ));
+                differs(
+                    format!("ARCHITECTURE={}", release.arch),
+                    manifest.arch.to_string(),
+                );
             }
             if release.os != manifest.os {
-                problems.push(format!(
-                    "/{path}: ID={} but the manifest says {}",
-                    release.os, manifest.os
-                ));
+                differs(format!("ID={}", release.os), manifest.os.clone());
             }
             if release.sysext_level != manifest.sysext_level {
-                problems.push(format!(
-                    "/{path}: SYSEXT_LEVEL={} but the manifest says {}",
-                    release.sysext_level.as_deref().unwrap_or("(unset)"),
-                    manifest.sysext_level.as_deref().unwrap_or("(unset)")
-                ));
+                differs(
+                    format!("SYSEXT_LEVEL={}", unset(&release.sysext_level)),
+                    unset(&manifest.sysext_level),
+                );
             }
             if release.reload_manager != manifest.reload_manager {
-                problems.push(format!(
-                    "/{path}: EXTENSION_RELOAD_MANAGER is {} but the manifest says {}",
-                    release.reload_manager, manifest.reload_manager
-                ));
+                differs(
+                    format!("EXTENSION_RELOAD_MANAGER is {}", release.reload_manager),
+                    manifest.reload_manager.to_string(),
+                );
             }
             if release.restart_units != manifest.restart_units {
-                problems.push(format!(
-                    "/{path}: EXTENSION_RESTART_UNITS is {:?} but the manifest says {:?}",
-                    release.restart_units.join(" "),
-                    manifest.restart_units.join(" ")
-                ));
+                differs(
+                    format!(
+                        "EXTENSION_RESTART_UNITS is {:?}",
+                        release.restart_units.join(" ")
+                    ),
+                    format!("{:?}", manifest.restart_units.join(" ")),
+                );
             }
         }
     }
