@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use itertools::{merge_join_by, EitherOrBoth};
 
-use super::Check;
+use super::outcome::Check;
 use crate::feed::manifest::{Entry, Manifest};
 use crate::image_reader::{compressor_name, FileType, Image, ImageEntry};
 use crate::names::{extension_release_path, Arch};

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::Check;
+use super::outcome::Check;
 use crate::disk::ddi::{self, Ddi, SignatureJson};
 use crate::feed::manifest::{DdiRecord, Manifest};
 use crate::trust::certificate::Certificate;

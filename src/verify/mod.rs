@@ -15,6 +15,9 @@
 
 mod contents;
 mod disk;
+mod outcome;
+
+pub use outcome::{Check, Outcome};
 
 use std::fs::{self, File, Metadata};
 use std::path::{Path, PathBuf};
@@ -27,29 +30,6 @@ use crate::feed::manifest::Manifest;
 use crate::feed::sums::{self, SumsFile};
 use crate::image_reader::Image;
 use crate::trust::{openpgp, signing};
-
-/// One check and how it went.
-pub struct Check {
-    pub name: &'static str,
-    /// Empty when the check passed; otherwise what differs, first difference first.
-    pub problems: Vec<String>,
-    /// What was checked, for the report.
-    pub detail: String,
-}
-
-/// The outcome of verifying one image.
-pub struct Outcome {
-    pub sha256: String,
-    pub sums: Option<PathBuf>,
-    pub manifest: Option<PathBuf>,
-    pub checks: Vec<Check>,
-}
-
-impl Outcome {
-    pub fn verified(&self) -> bool {
-        self.checks.iter().all(|c| c.problems.is_empty())
-    }
-}
 
 /// What the image is checked against: SHA256SUMS (read once, so that its signature and its
 /// lines are of the same bytes) and the manifest, each where it was given or found.
