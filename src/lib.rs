@@ -25,16 +25,16 @@
 //! - [`verify`]: an image checked against its feed: `SHA256SUMS`, manifest, hash tree,
 //!   signature, entries, extension-release and the build's rules.
 //!
-//! Dependencies run one way, down this list with the readers at its end (a reader may use
-//! anything above it; nothing above uses a reader), and nothing here uses the binary's
-//! commands: `tests/module_graph.rs` checks both.
+//! Dependencies run one way: a module uses only those listed above it (the readers, at the end,
+//! may use anything; nothing uses a reader), and nothing here uses the binary's commands:
+//! `tests/module_graph.rs` checks both.
 //!
 //! One crate with module directories rather than a workspace with a library and a CLI crate: the
-//! binary is a thin file pair with no dependency of its own, the library has no user outside
-//! this repository (the tests, the fuzz targets), and one crate keeps one `Cargo.toml`, one
-//! `Cargo.lock` and the single-package Nix build (`nix/sysext-assembler.nix`) whose check phase
-//! runs the same `cargo test`. The binary's `commands` are its own modules, so the library cannot
-//! reach them.
+//! binary is thin and needs no dependency the library does not have, the library has no user
+//! outside this repository (the tests, the fuzz targets), and one crate keeps one `Cargo.toml`,
+//! one `Cargo.lock` and the single-package Nix build (`nix/sysext-assembler.nix`) whose check
+//! phase runs the same `cargo test`. The commands are modules of the binary (`main.rs` declares
+//! them), so the library cannot reach them.
 
 pub mod diff;
 pub mod disk;
