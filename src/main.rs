@@ -1,14 +1,17 @@
 //! `sysext-assembler`: a thin command-line front end over the library. It parses arguments and
-//! dispatches; every command lives in its own module under `commands`.
+//! dispatches; every command lives in its own module under `commands`, which parses that
+//! command's arguments, calls the library and prints.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sysext_assembler::commands;
+
+mod commands;
 
 /// Build, verify and compare reproducible systemd-sysext images.
 ///
-/// Exit status: 0 on success, 1 when `verify` finds a mismatch, 2 on bad input or I/O errors.
+/// Exit status: 0 on success, 1 when `verify` finds a mismatch or `diff` a difference, 2 on bad
+/// input or I/O errors.
 #[derive(Parser)]
 #[command(name = "sysext-assembler", version, propagate_version = true)]
 struct Cli {

@@ -3,9 +3,9 @@
 //! validated here once so that no odd character can reach a path, a MatchPattern or a shell.
 
 use std::fmt;
-use std::str::FromStr;
 
 use anyhow::{bail, Result};
+use clap::ValueEnum;
 
 /// Characters allowed in NAME and VERSION: what systemd-sysupdate's `@v` and image names accept
 /// without quoting, and what is safe in a file name and a URL.
@@ -57,40 +57,98 @@ pub fn validate_os_release_value(what: &str, value: &str) -> Result<()> {
 }
 
 /// A CPU architecture, named as systemd names it (`ARCHITECTURE=` in extension-release, `%a`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The names and aliases here are the only list: `--help`, clap's errors, the manifest,
+/// extension-release and [`fmt::Display`] all read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub enum Arch {
+    #[value(name = "x86-64", alias = "x86_64", alias = "amd64")]
     X86_64,
+    #[value(name = "arm64", alias = "aarch64")]
     Arm64,
-}
-
-impl Arch {
-    /// systemd's name: `x86-64` or `arm64`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86-64",
-            Arch::Arm64 => "arm64",
-        }
-    }
 }
 
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        write_choice(self, f)
     }
 }
 
-impl FromStr for Arch {
-    type Err = anyhow::Error;
+/// Writes a choice (an architecture, a compressor, ...) by its name, the first of its
+/// `#[value(...)]` names: what `Display` shows and the manifest stores.
+pub fn write_choice<T: ValueEnum>(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let possible = value
+        .to_possible_value()
+        .expect("no choice is skipped (#[value(skip)])");
+    f.write_str(possible.get_name())
+}
 
-    /// Accepts systemd's names and the common aliases (`x86_64`, `amd64`, `aarch64`).
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "x86-64" | "x86_64" | "amd64" => Ok(Arch::X86_64),
-            "arm64" | "aarch64" => Ok(Arch::Arm64),
-            _ => bail!(
-                "unknown architecture {s:?}; use x86-64 or arm64 (aliases: x86_64, amd64, aarch64)"
-            ),
-        }
+/// Reads a choice by its name or one of its aliases, as clap does on the command line; the
+/// error names `what` and lists the names and aliases.
+pub fn parse_choice<T: ValueEnum>(what: &str, text: &str) -> Result<T> {
+    if let Ok(value) = T::from_str(text, false) {
+        return Ok(value);
+    }
+    let possible: Vec<_> = T::value_variants()
+        .iter()
+        .filter_map(ValueEnum::to_possible_value)
+        .collect();
+    let names: Vec<&str> = possible.iter().map(|p| p.get_name()).collect();
+    let aliases: Vec<&str> = possible
+        .iter()
+        .flat_map(|p| p.get_name_and_aliases().skip(1))
+        .collect();
+    let aliases = if aliases.is_empty() {
+        String::new()
+    } else {
+        format!(" (aliases: {})", aliases.join(", "))
+    };
+    bail!("unknown {what} {text:?}; use {}{aliases}", one_of(&names))
+}
+
+/// `a, b or c`: the accepted names as an error message lists them.
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
+/// A choice stored in the manifest by its name (`#[serde(with = "crate::names::choice")]`):
+/// written as [`write_choice`] shows it, read back by its name only, without the command line's
+/// aliases, so a manifest says each choice one way.
+pub mod choice {
+    use clap::ValueEnum;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: ValueEnum, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let possible = value
+            .to_possible_value()
+            .expect("no choice is skipped (#[value(skip)])");
+        serializer.serialize_str(possible.get_name())
+    }
+
+    pub fn deserialize<'de, T: ValueEnum, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        T::value_variants()
+            .iter()
+            .find(|v| v.to_possible_value().is_some_and(|p| p.get_name() == text))
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<String> = T::value_variants()
+                    .iter()
+                    .filter_map(ValueEnum::to_possible_value)
+                    .map(|p| p.get_name().to_string())
+                    .collect();
+                D::Error::custom(format!(
+                    "unknown value {text:?}; expected one of {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
@@ -141,10 +199,19 @@ mod tests {
             ("arm64", Arch::Arm64),
             ("aarch64", Arch::Arm64),
         ] {
-            assert_eq!(input.parse::<Arch>().unwrap(), want, "{input}");
+            assert_eq!(
+                parse_choice::<Arch>("architecture", input).unwrap(),
+                want,
+                "{input}"
+            );
         }
-        let err = "i686".parse::<Arch>().unwrap_err().to_string();
-        assert!(err.contains("i686") && err.contains("x86-64"), "{err}");
+        let err = parse_choice::<Arch>("architecture", "i686")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown architecture \"i686\"; use x86-64 or arm64 (aliases: x86_64, amd64, aarch64)"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use sysext_assembler::manifest::{EntryKind, Manifest};
+use sysext_assembler::feed::manifest::Manifest;
+use sysext_assembler::payload::EntryKind;
 
 const EPOCH: u64 = 1_700_000_000;
 /// `EPOCH` as unsquashfs prints it with TZ=UTC.
@@ -129,7 +130,7 @@ fn outputs_are_complete_and_consistent() {
         "image is padded to 4 KiB like mksquashfs's"
     );
     assert_eq!(
-        (manifest.arch.as_str(), manifest.os.as_str()),
+        (manifest.arch.to_string().as_str(), manifest.os.as_str()),
         ("x86-64", "flatcar")
     );
     assert_eq!(manifest.sysext_level.as_deref(), Some("1.0"));
@@ -137,9 +138,9 @@ fn outputs_are_complete_and_consistent() {
     // The defaults: xz, 1 MiB blocks, the x86 BCJ filter for an x86-64 image.
     assert_eq!(
         (
-            manifest.compression.as_str(),
+            manifest.compression.to_string().as_str(),
             manifest.block_size,
-            manifest.xz_filter.as_str(),
+            manifest.xz_filter.to_string().as_str(),
             manifest.epoch
         ),
         ("xz", 1 << 20, "x86", 1_700_000_000)

@@ -611,7 +611,7 @@ fn the_ignition_config_is_the_butane_config_transpiled() {
 
 #[test]
 fn any_text_survives_the_data_url() {
-    use sysext_assembler::ignition::text_data_url;
+    use sysext_assembler::provisioning::ignition::text_data_url;
     let mut texts = awkward_texts();
     // ASCII text that percent-escaping wins for, with the characters URL parsers treat as syntax:
     // Go's url.Parse (Ignition's) would cut at `#` or `?`, and `%25`/`%zz` must stay literal.
@@ -813,7 +813,7 @@ fn awkward_texts() -> Vec<String> {
 
 #[test]
 fn any_text_survives_the_yaml_round_trip() {
-    use sysext_assembler::commands::butane::{quote, yaml_text};
+    use sysext_assembler::provisioning::butane::{quote, yaml_text};
     let texts = awkward_texts();
     // One document holding every text twice: as a block-or-quoted value and as a quoted scalar,
     // at the indentation the config uses.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use sysext_assembler::gpt::crc32;
+use sysext_assembler::disk::gpt::crc32;
 
 fn tool(name: &str) -> Command {
     require_tool(name);

@@ -13,9 +13,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use sysext_assembler::compress::{Compression, XzFilter};
-use sysext_assembler::image::{self, ImageOptions};
 use sysext_assembler::payload::Payload;
+use sysext_assembler::squashfs::compress::{Compression, XzFilter};
+use sysext_assembler::squashfs::writer::{self, ImageOptions};
 
 const BLOCK: usize = 131_072;
 
@@ -257,7 +257,8 @@ fn compression_plan_matches_backhand() {
                 epoch: 7,
             };
             let mut out = tempfile::tempfile().unwrap();
-            let (_, plan_use) = image::write_image_with_stats(&payload, options, &mut out).unwrap();
+            let (_, plan_use) =
+                writer::write_image_with_stats(&payload, options, &mut out).unwrap();
             assert_eq!(
                 plan_use.used, plan_use.planned,
                 "seed {seed} {compression} {block_size} {xz_filter}"

@@ -1,10 +1,12 @@
-//! The crate's modules depend on each other one way only. rustc accepts modules that import each
-//! other, but then neither can be read or changed alone (as `image` and `compress` once did), and
-//! a file of a module directory such as `image_reader/` that reaches back into its parent's items
-//! undoes the point of splitting it. So this reads src/ itself: one node per module file, an edge
-//! for every path through `crate::`, `super::`, `self::` or a child module's bare name (`use`
-//! lines, grouped imports and inline paths; inline `#[cfg(test)]` modules left out, since their
-//! `use super::*` is the file using itself), then looks for cycles.
+//! The library's modules depend on each other one way only. rustc accepts modules that import
+//! each other, but then neither can be read or changed alone (as the SquashFS writer and its
+//! compressor once did), and a file of a module directory such as `image_reader/` that reaches
+//! back into its parent's items undoes the point of splitting it. So this reads src/ itself: one
+//! node per module file of the library (main.rs and the binary's `commands/` are a crate of
+//! their own), an edge for every path through `crate::`, `super::`, `self::` or a child module's
+//! bare name (`use` lines, grouped imports and inline paths; inline `#[cfg(test)]` modules left
+//! out, since their `use super::*` is the file using itself), then looks for cycles and for
+//! edges against the order of the map in lib.rs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -12,13 +14,30 @@ use std::path::Path;
 
 type Module = Vec<String>;
 
-#[test]
-fn the_crate_has_no_module_cycle() {
+/// The library's top-level modules in the order data flows through them, as lib.rs lists them:
+/// a module may use those before it, never one after it. `crate` is lib.rs (`hex`).
+const LAYERS: [&str; 11] = [
+    "crate",
+    "names",
+    "payload",
+    "squashfs",
+    "disk",
+    "trust",
+    "feed",
+    "provisioning",
+    "image_reader",
+    "diff",
+    "verify",
+];
+
+fn library_graph() -> BTreeMap<String, BTreeSet<String>> {
     let graph = module_graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     // A parser that found nothing would find no cycle either.
     for (from, to) in [
-        ("image", "compress"),
-        ("commands::verify", "image_reader"),
+        ("squashfs::writer", "squashfs::compress"),
+        ("verify", "image_reader"),
+        ("disk::ddi", "disk::verity"),
+        ("provisioning", "feed::manifest"),
         ("image_reader", "image_reader::precheck"),
         ("image_reader::precheck", "image_reader::superblock"),
         ("image_reader::entries", "crate"),
@@ -28,12 +47,54 @@ fn the_crate_has_no_module_cycle() {
             "the module graph lacks {from} -> {to}: {graph:#?}"
         );
     }
+    graph
+}
+
+#[test]
+fn the_crate_has_no_module_cycle() {
+    let graph = library_graph();
     let cycles = cycles(&graph);
     assert!(
         cycles.is_empty(),
         "modules that depend on each other (move what both need to one of them or to a third \
          module, so the dependency runs one way):\n{}",
         cycles.join("\n")
+    );
+}
+
+#[test]
+fn dependencies_follow_the_data_flow_and_never_reach_the_commands() {
+    let graph = library_graph();
+    let lib = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    assert!(
+        !tokens(&without_comments_and_literals(&lib))
+            .windows(2)
+            .any(|w| w[0] == "mod" && w[1] == "commands"),
+        "lib.rs declares the commands: they are the binary's (main.rs), so that the library \
+         cannot depend on them"
+    );
+    let mut wrong = Vec::new();
+    for (from, uses) in &graph {
+        let top = |m: &str| m.split("::").next().unwrap().to_string();
+        let rank = |m: &str| LAYERS.iter().position(|l| *l == top(m));
+        let Some(from_rank) = rank(from) else {
+            wrong.push(format!(
+                "{from} is not in LAYERS (add it where lib.rs's map puts it)"
+            ));
+            continue;
+        };
+        for to in uses {
+            match rank(to) {
+                Some(to_rank) if to_rank < from_rank || top(to) == top(from) => {}
+                _ => wrong.push(format!("{from} -> {to}")),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "dependencies against the order of lib.rs's map (a module may use only those listed \
+         before it: move what both need earlier, or the user later):\n{}",
+        wrong.join("\n")
     );
 }
 
@@ -132,10 +193,13 @@ fn name(module: &Module) -> String {
 }
 
 /// Every .rs file below `dir` as a module path: `a.rs` -> a, `a/mod.rs` -> a, `lib.rs` -> root.
-/// main.rs is the binary, a crate of its own.
+/// main.rs and its `commands/` are the binary, a crate of its own.
 fn collect_modules(src: &Path, dir: &Path, modules: &mut BTreeMap<Module, String>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        if path == src.join("commands") {
+            continue;
+        }
         if path.is_dir() {
             collect_modules(src, &path, modules);
         } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("main.rs") {

@@ -15,8 +15,8 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use sysext_assembler::ddi;
-use sysext_assembler::gpt::crc32;
+use sysext_assembler::disk::ddi;
+use sysext_assembler::disk::gpt::crc32;
 
 const SECTOR: usize = 512;
 const ARRAY: usize = 128 * 128;

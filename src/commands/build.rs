@@ -1,25 +1,27 @@
 //! `sysext-assembler build`: payload in, image + manifest + SHA256SUMS (+ sysupdate transfer)
 //! out. This module only wires the library together; the rules live in `payload`, `names`,
-//! `extension_release`, the bytes in `image`, the crash safety in `output`.
+//! `payload::extension_release`, the bytes in `squashfs` and `disk`, the feed and its crash
+//! safety in `feed`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 
-use crate::compress::{Compression, XzFilter};
-use crate::ddi::{self, ImageFormat};
-use crate::extension_release::ExtensionRelease;
-use crate::image::{self, ImageOptions};
-use crate::manifest::{DdiRecord, Entry, ImageFile, Manifest, Tool, SCHEMA_VERSION};
-use crate::names::{self, Arch};
-use crate::output::OutputDir;
-use crate::payload::{Node, Payload};
-use crate::{hex, published, sums, sysupdate};
+use sysext_assembler::disk::ddi::{self, ImageFormat};
+use sysext_assembler::feed::manifest::{
+    self, DdiRecord, ImageFile, Manifest, Tool, SCHEMA_VERSION,
+};
+use sysext_assembler::feed::output::OutputDir;
+use sysext_assembler::feed::{file_hash, published, sums, sysupdate};
+use sysext_assembler::hex;
+use sysext_assembler::names::{self, Arch};
+use sysext_assembler::payload::extension_release::ExtensionRelease;
+use sysext_assembler::payload::Payload;
+use sysext_assembler::squashfs::compress::{Compression, XzFilter};
+use sysext_assembler::squashfs::writer::{self, ImageOptions};
 
 const EXAMPLE: &str = "\
 Example:
@@ -44,7 +46,7 @@ pub struct Args {
     /// Version; file names get exactly one leading `v` ([A-Za-z0-9._+-]).
     #[arg(long, value_name = "VERSION")]
     pub version: String,
-    /// Architecture, systemd's name: x86-64 or arm64 (x86_64, amd64, aarch64 accepted).
+    /// Architecture, as systemd names it (the aliases x86_64, amd64 and aarch64 are read too).
     #[arg(long, value_name = "ARCH")]
     pub arch: Arch,
     /// Output directory (created if missing); may already hold other versions and arches.
@@ -75,7 +77,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub epoch: Option<u32>,
     /// SquashFS compressor.
-    #[arg(long, value_name = "xz|zstd|gzip", default_value = "xz")]
+    #[arg(long, default_value_t)]
     pub compression: Compression,
     /// Data block size in bytes, or with a K or M suffix: a power of two from 4K to 1M. Larger
     /// blocks compress better (the xz dictionary is the block size: 1M makes the arm64
@@ -88,12 +90,12 @@ pub struct Args {
     /// x86 for x86-64 images (every kernel decodes it); none for arm64 images, because the
     /// kernel decodes arm64 only from Linux 6.12 on (Flatcar LTS 4081 runs 6.6): pass arm64 for
     /// hosts that all run 6.12 or later.
-    #[arg(long, value_name = "none|x86|arm64")]
+    #[arg(long)]
     pub xz_filter: Option<XzFilter>,
     /// Image format: a bare SquashFS, or a Discoverable Disk Image (GPT: the SquashFS as root
     /// partition, its dm-verity hash tree and, after `sign`, a signature partition), which
     /// systemd-sysext mounts through dm-verity so the kernel checks every block it reads.
-    #[arg(long, value_name = "squashfs|ddi", default_value = "squashfs")]
+    #[arg(long, default_value_t)]
     pub format: ImageFormat,
     /// Also write NAME.conf, a systemd-sysupdate transfer file for a feed at URL.
     #[arg(long, value_name = "URL")]
@@ -139,33 +141,9 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     };
     let provenance = parse_provenance(&args.provenance)?;
 
-    if args.trees.is_empty() && args.files.is_empty() {
-        bail!("no payload: give at least one --tree DIR or --file DEST=SRC");
-    }
-    let mut payload = Payload::new();
-    for tree in &args.trees {
-        payload.add_tree(tree)?;
-    }
-    for spec in &args.files {
-        let Some((dest, source)) = spec.split_once('=') else {
-            bail!("--file {spec:?}: expected DEST=SRC, e.g. usr/bin/keepalived=./keepalived");
-        };
-        payload.add_file(dest, Path::new(source))?;
-    }
-    payload.add_generated_file(
-        &names::extension_release_path(&args.name),
-        release.render().into_bytes(),
-        "sysext-assembler writes it from --os, --sysext-level, --arch and --reload-manager",
-    )?;
+    let payload = collect_payload(args, &release)?;
 
-    let xz_filter = match (args.xz_filter, args.compression) {
-        (Some(filter), Compression::Xz) => filter,
-        (None, Compression::Xz) => XzFilter::default_for(args.arch),
-        (Some(XzFilter::None) | None, _) => XzFilter::None,
-        (Some(filter), other) => bail!(
-            "--xz-filter {filter} needs --compression xz (it is an xz filter; {other} has none)"
-        ),
-    };
+    let xz_filter = xz_filter(args)?;
     let options = ImageOptions {
         compression: args.compression,
         block_size: args.block_size,
@@ -177,37 +155,12 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     // Read under the directory lock, and before the (long) image write: a malformed SHA256SUMS
     // fails the build at once.
     let sums_path = out.path().join("SHA256SUMS");
-    let mut all_sums = match std::fs::read_to_string(&sums_path) {
-        Ok(text) => sums::parse(&text).with_context(|| {
-            format!("cannot merge into {}: it is malformed", sums_path.display())
-        })?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => sums::Sums::new(),
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
-        }
-    };
+    let mut all_sums = sums::load(&sums_path)
+        .with_context(|| format!("cannot merge into {}", sums_path.display()))?
+        .map_or_else(sums::Sums::new, |file| file.sums);
     let image_index = out.stage(&image_name)?;
-    let (size, ddi) = match args.format {
-        ImageFormat::Squashfs => (
-            image::write_image(&payload, options, out.file(image_index))?,
-            None,
-        ),
-        ImageFormat::Ddi => {
-            let mut filesystem = tempfile::tempfile_in(out.path()).with_context(|| {
-                format!("cannot create a temporary file in {}", out.path().display())
-            })?;
-            let len = image::write_image(&payload, options, &mut filesystem)?;
-            let written =
-                ddi::write_unsigned(out.file(image_index), args.arch, &mut filesystem, len)?;
-            let record = DdiRecord {
-                root_hash: hex(&written.root_hash),
-                salt: hex(&written.salt),
-                certificate_fingerprint: None,
-            };
-            (written.size, Some(record))
-        }
-    };
-    let (sha256, sha512) = hash_file(out.temp_path(image_index))?;
+    let (size, ddi) = write_image(&mut out, image_index, &payload, options, args)?;
+    let (sha256, sha512) = file_hash::sha256_and_sha512(out.temp_path(image_index))?;
     published::check(
         out.path(),
         &all_sums,
@@ -220,14 +173,14 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         schema: SCHEMA_VERSION,
         name: args.name.clone(),
         version: args.version.clone(),
-        arch: args.arch.to_string(),
+        arch: args.arch,
         os: release.os.clone(),
         sysext_level: release.sysext_level.clone(),
         reload_manager: release.reload_manager,
         restart_units: release.restart_units.clone(),
-        compression: args.compression.to_string(),
+        compression: args.compression,
         block_size: args.block_size,
-        xz_filter: xz_filter.to_string(),
+        xz_filter,
         epoch,
         tool: Tool {
             name: env!("CARGO_PKG_NAME").to_string(),
@@ -240,7 +193,7 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
             sha512,
         },
         ddi,
-        entries: manifest_entries(&payload),
+        entries: manifest::entries_of(&payload),
         provenance,
     };
     let manifest_name = names::manifest_file_name(&args.name, &args.version, args.arch);
@@ -260,6 +213,71 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
     sums::merge(&mut all_sums, &image_name, &sha256);
     out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
     out.commit()
+}
+
+/// The payload: the trees and files given, and the extension-release file built from `release`.
+fn collect_payload(args: &Args, release: &ExtensionRelease) -> Result<Payload> {
+    if args.trees.is_empty() && args.files.is_empty() {
+        bail!("no payload: give at least one --tree DIR or --file DEST=SRC");
+    }
+    let mut payload = Payload::new();
+    for tree in &args.trees {
+        payload.add_tree(tree)?;
+    }
+    for spec in &args.files {
+        let Some((dest, source)) = spec.split_once('=') else {
+            bail!("--file {spec:?}: expected DEST=SRC, e.g. usr/bin/keepalived=./keepalived");
+        };
+        payload.add_file(dest, Path::new(source))?;
+    }
+    payload.add_generated_file(
+        &names::extension_release_path(&args.name),
+        release.render().into_bytes(),
+        "sysext-assembler writes it from --os, --sysext-level, --arch and --reload-manager",
+    )?;
+    Ok(payload)
+}
+
+/// The xz filter: as given (with xz only), else the default for the architecture.
+fn xz_filter(args: &Args) -> Result<XzFilter> {
+    Ok(match (args.xz_filter, args.compression) {
+        (Some(filter), Compression::Xz) => filter,
+        (None, Compression::Xz) => XzFilter::default_for(args.arch),
+        (Some(XzFilter::None) | None, _) => XzFilter::None,
+        (Some(filter), other) => bail!(
+            "--xz-filter {filter} needs --compression xz (it is an xz filter; {other} has none)"
+        ),
+    })
+}
+
+/// Writes the image into the staged output `index`, as a bare SquashFS or as a DDI around it;
+/// returns its size and, for a DDI, the manifest's record of its hash tree.
+fn write_image(
+    out: &mut OutputDir,
+    index: usize,
+    payload: &Payload,
+    options: ImageOptions,
+    args: &Args,
+) -> Result<(u64, Option<DdiRecord>)> {
+    Ok(match args.format {
+        ImageFormat::Squashfs => (
+            writer::write_image(payload, options, out.file(index))?,
+            None,
+        ),
+        ImageFormat::Ddi => {
+            let mut filesystem = tempfile::tempfile_in(out.path()).with_context(|| {
+                format!("cannot create a temporary file in {}", out.path().display())
+            })?;
+            let len = writer::write_image(payload, options, &mut filesystem)?;
+            let written = ddi::write_unsigned(out.file(index), args.arch, &mut filesystem, len)?;
+            let record = DdiRecord {
+                root_hash: hex(&written.root_hash),
+                salt: hex(&written.salt),
+                certificate_fingerprint: None,
+            };
+            (written.size, Some(record))
+        }
+    })
 }
 
 /// `--block-size`: bytes, or a number with a K or M suffix (binary units).
@@ -319,55 +337,4 @@ fn parse_provenance(pairs: &[String]) -> Result<BTreeMap<String, String>> {
         }
     }
     Ok(provenance)
-}
-
-/// Manifest entries, in the payload's byte order of paths.
-pub fn manifest_entries(payload: &Payload) -> Vec<Entry> {
-    payload
-        .entries()
-        .map(|(path, node)| {
-            let (mode, size, sha256, target) = match node {
-                Node::Dir => (0o755, None, None, None),
-                Node::File(file) => (
-                    file.mode(),
-                    Some(file.contents.len() as u64),
-                    Some(hex(&file.sha256)),
-                    None,
-                ),
-                Node::Symlink(target) => (0o777, None, None, Some(target.clone())),
-            };
-            Entry {
-                path: path.to_string(),
-                kind: node.kind(),
-                mode: format!("{mode:04o}"),
-                size,
-                sha256,
-                target,
-            }
-        })
-        .collect()
-}
-
-/// SHA-256 and SHA-512 of the file at `path`, read back from disk (what was written, not what
-/// was meant to be written), each digest on its own thread.
-pub(crate) fn hash_file(path: &Path) -> Result<(String, String)> {
-    fn digest<D: Digest>(path: &Path) -> Result<String> {
-        let mut file =
-            File::open(path).with_context(|| format!("cannot read back {}", path.display()))?;
-        let mut hasher = D::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = file.read(&mut buffer)?;
-            if read == 0 {
-                return Ok(hex(&hasher.finalize()));
-            }
-            hasher.update(&buffer[..read]);
-        }
-    }
-    std::thread::scope(|scope| {
-        let sha512 = scope.spawn(|| digest::<Sha512>(path));
-        let sha256 = digest::<Sha256>(path)?;
-        let sha512 = sha512.join().expect("hashing thread panicked")?;
-        Ok((sha256, sha512))
-    })
 }

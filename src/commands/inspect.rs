@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use crate::file_hash::sha256_file;
-use crate::gpt::{self, Guid};
-use crate::hex;
-use crate::image_reader::Image;
-use crate::listing::{entry_json, ls_line, utc_time};
+use sysext_assembler::disk::gpt::{self, Guid};
+use sysext_assembler::feed::file_hash::sha256_file;
+use sysext_assembler::hex;
+use sysext_assembler::image_reader::listing::{entry_json, ls_line, utc_time};
+use sysext_assembler::image_reader::Image;
 
 /// List an image's entries and extension-release fields.
 ///
@@ -67,7 +67,7 @@ pub fn extension_releases(image: &Image) -> Result<Vec<Release>> {
         }
         let content = image.read_file(&entry.path, EXTENSION_RELEASE_MAX)?;
         let text = String::from_utf8_lossy(&content);
-        let fields = crate::extension_release::parse_fields(&text)
+        let fields = sysext_assembler::payload::extension_release::parse_fields(&text)
             .map(|fields| fields.into_iter().collect())
             .map_err(|err| format!("{err:#}"));
         found.push((entry.path.clone(), fields));
@@ -81,7 +81,7 @@ fn disk_image_json(image: &Image) -> Value {
         return Value::Null;
     };
     json!({
-        "architecture": d.arch.as_str(),
+        "architecture": d.arch.to_string(),
         "disk_guid": d.table.disk_guid.to_string(),
         "root_hash": hex(&d.root_hash_from_uuids()),
         "verity": {

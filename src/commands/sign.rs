@@ -4,27 +4,20 @@
 //! and its SHA256SUMS line replace the unsigned ones atomically.
 
 use std::fs::{self, File};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context, Result};
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 
-use crate::commands::build::hash_file;
-use crate::ddi::{self, SignatureJson};
-use crate::manifest::Manifest;
-use crate::output::OutputDir;
-use crate::verity::BLOCK_SIZE;
-use crate::{base64, hex, signing, sums};
-
-/// SHA-256 (hex) of an open file, from its start.
-fn sha256_of(file: &mut File) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::{Seek, SeekFrom};
-    file.seek(SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(file, &mut hasher).context("cannot read back the unsigned image")?;
-    Ok(hex(&hasher.finalize()))
-}
+use sysext_assembler::disk::ddi::{self, Ddi, SignatureJson};
+use sysext_assembler::disk::verity::BLOCK_SIZE;
+use sysext_assembler::feed::image_paths::ImagePaths;
+use sysext_assembler::feed::manifest::Manifest;
+use sysext_assembler::feed::output::OutputDir;
+use sysext_assembler::feed::{file_hash, sums};
+use sysext_assembler::hex;
+use sysext_assembler::trust::signing;
 
 const EXAMPLE: &str = "\
 Example:
@@ -73,29 +66,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 /// again with the same key completes them (the image itself is then left as it is).
 pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let image = &args.image;
-    let file_name = image
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{} has no UTF-8 file name", image.display()))?
-        .to_string();
-    let Some(stem) = file_name.strip_suffix(".raw") else {
-        bail!(
-            "{} does not end in .raw: give an image `build` wrote",
-            image.display()
-        );
-    };
-    let dir = match image.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let manifest_path = dir.join(format!("{stem}.manifest.json"));
-    if !manifest_path.is_file() {
-        bail!(
-            "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
-            manifest_path.display()
-        );
-    }
-    let mut out = OutputDir::open(&dir)?;
+    let paths = ImagePaths::of(image)?;
+    let (file_name, dir) = (&paths.file_name, &paths.dir);
+    let manifest_path = manifest_path_of(&paths)?;
+    let mut out = OutputDir::open(dir)?;
     let manifest_text = fs::read_to_string(&manifest_path).with_context(|| {
         format!(
             "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
@@ -105,22 +79,8 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let mut manifest = Manifest::from_json(&manifest_text)
         .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?;
 
-    let mut file = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
-    let len = file.metadata()?.len();
-    if !ddi::looks_like_ddi(&mut file)? {
-        bail!(
-            "{} is a bare SquashFS image, which has no hash tree to sign: build it with \
-             --format ddi",
-            image.display()
-        );
-    }
-    let layout = ddi::read(&mut file, len)
-        .with_context(|| format!("{} is not a readable DDI", image.display()))?;
-    let root_hash = match ddi::check_tree(&mut file, &layout)? {
-        Ok(hash) => hex(&hash),
-        Err(problem) => bail!("{} is damaged, not signing it: {problem}", image.display()),
-    };
-    let (sha256, sha512) = hash_file(image)?;
+    let (file, len, layout, root_hash) = open_sound_ddi(image)?;
+    let (sha256, sha512) = file_hash::sha256_and_sha512(image)?;
     let record = manifest.ddi.as_ref().with_context(|| {
         format!(
             "{} describes a SquashFS image, not a DDI",
@@ -139,7 +99,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let signature = SignatureJson {
         root_hash: root_hash.clone(),
         certificate_fingerprint: Some(certificate.fingerprint()),
-        signature: base64::encode(&der),
+        signature: BASE64.encode(&der),
     };
     let data_len = layout.superblock.data_blocks * BLOCK_SIZE;
     let rewrite = |to: &mut File, signature: Option<&SignatureJson>| {
@@ -163,9 +123,10 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
                 manifest_path.display(),
                 manifest.image.sha256
             );
-            let index = out.stage(&file_name)?;
+            let index = out.stage(file_name)?;
             let written = rewrite(out.file(index), Some(&signature))?;
-            let (signed_sha256, signed_sha512) = hash_file(out.temp_path(index))?;
+            let (signed_sha256, signed_sha512) =
+                file_hash::sha256_and_sha512(out.temp_path(index))?;
             (written.size, signed_sha256, signed_sha512)
         }
         Some(existing) if *existing == signature => {
@@ -174,11 +135,12 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
             // unsigned one it was made from (rebuilt here without the signature, byte for
             // byte, to compare).
             if manifest.image.sha256 != sha256 {
-                let mut unsigned = tempfile::tempfile_in(&dir).with_context(|| {
+                let mut unsigned = tempfile::tempfile_in(dir).with_context(|| {
                     format!("cannot create a temporary file in {}", dir.display())
                 })?;
                 rewrite(&mut unsigned, None)?;
-                let unsigned_sha256 = sha256_of(&mut unsigned)?;
+                let unsigned_sha256 =
+                    file_hash::sha256_open(&unsigned, Path::new("the unsigned image"))?;
                 ensure!(
                     manifest.image.sha256 == unsigned_sha256,
                     "{} is not the image {} describes, signed or unsigned (sha256 {sha256}, \
@@ -201,15 +163,10 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         ),
     };
 
-    let sums_path = dir.join("SHA256SUMS");
-    let mut all_sums = match fs::read_to_string(&sums_path) {
-        Ok(text) => sums::parse(&text)
-            .with_context(|| format!("cannot update {}: it is malformed", sums_path.display()))?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => sums::Sums::new(),
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot read {}", sums_path.display()))
-        }
-    };
+    let sums_path = paths.sums();
+    let mut all_sums = sums::load(&sums_path)
+        .with_context(|| format!("cannot update {}", sums_path.display()))?
+        .map_or_else(sums::Sums::new, |file| file.sums);
     manifest.image.size = size;
     manifest.image.sha256 = signed_sha256.clone();
     manifest.image.sha512 = signed_sha512;
@@ -219,7 +176,7 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
     let manifest_json = manifest.to_json();
     let complete = layout.signature_json.is_some()
         && manifest_json == manifest_text
-        && all_sums.get(&file_name) == Some(&signed_sha256);
+        && all_sums.get(file_name) == Some(&signed_sha256);
     if complete {
         eprintln!(
             "{} is already signed with this key; nothing to do",
@@ -231,7 +188,45 @@ pub fn sign(args: &Args) -> Result<Vec<PathBuf>> {
         manifest_path.file_name().and_then(|n| n.to_str()).unwrap(),
         manifest_json.as_bytes(),
     )?;
-    sums::merge(&mut all_sums, &file_name, &signed_sha256);
+    sums::merge(&mut all_sums, file_name, &signed_sha256);
     out.stage_bytes("SHA256SUMS", sums::render(&all_sums).as_bytes())?;
     out.commit()
+}
+
+/// Opens the DDI at `image` and checks its hash tree against its data: nothing damaged is
+/// signed. Returns the open file, its length, its layout and its root hash (hex).
+fn open_sound_ddi(image: &Path) -> Result<(File, u64, Ddi, String)> {
+    let mut file = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+    let len = file.metadata()?.len();
+    if !ddi::looks_like_ddi(&mut file)? {
+        bail!(
+            "{} is a bare SquashFS image, which has no hash tree to sign: build it with \
+             --format ddi",
+            image.display()
+        );
+    }
+    let layout = ddi::read(&mut file, len)
+        .with_context(|| format!("{} is not a readable DDI", image.display()))?;
+    let root_hash = match ddi::check_tree(&mut file, &layout)? {
+        Ok(hash) => hex(&hash),
+        Err(problem) => bail!("{} is damaged, not signing it: {problem}", image.display()),
+    };
+    Ok((file, len, layout, root_hash))
+}
+
+/// The manifest `build` wrote next to the image, which sign rewrites.
+fn manifest_path_of(paths: &ImagePaths) -> Result<PathBuf> {
+    let Some(manifest_path) = paths.manifest() else {
+        bail!(
+            "{} does not end in .raw: give an image `build` wrote",
+            paths.image.display()
+        );
+    };
+    if !manifest_path.is_file() {
+        bail!(
+            "cannot read {}: sign rewrites the image's manifest, which `build` writes next to it",
+            manifest_path.display()
+        );
+    }
+    Ok(manifest_path)
 }

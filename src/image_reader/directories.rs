@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use anyhow::{anyhow, bail, Result};
 
 use super::cursor::Bytes;
-use super::inodes::WalkedInodes;
+use super::inodes::{InodeType, WalkedInodes};
 use super::limits::Limits;
 use super::metadata::MetadataArea;
 
@@ -83,13 +83,8 @@ pub(super) fn walk_directories(
                 let Some((number, inode)) = inode else {
                     bail!("directory inode {dir} refers to missing inode {number}");
                 };
-                let entry_base = if entry_type > 7 {
-                    entry_type.wrapping_sub(7)
-                } else {
-                    entry_type
-                };
-                if entry_base != inode.base_type || entry_type == 0 || entry_type > 14 {
-                    bail!("directory inode {dir} lists inode {number} with type {entry_type}, but the inode has type {}", inode.base_type);
+                if InodeType::decode(entry_type).map(|(kind, _)| kind) != Some(inode.kind) {
+                    bail!("directory inode {dir} lists inode {number} with type {entry_type}, but the inode has type {}", inode.kind.number());
                 }
                 entries += 1;
                 if entries > limits.max_entries as usize {

@@ -13,10 +13,11 @@ use super::content::read_content;
 use super::limits::Limits;
 use crate::hex;
 
-/// What an entry is. Device nodes, fifos and sockets are listed so `inspect` can show a foreign
-/// image as it is; `verify` refuses them.
+/// What an entry of an image is, as its inode says: besides the three kinds a payload and a
+/// manifest hold ([`crate::payload::EntryKind`]), device nodes, fifos and sockets are listed so
+/// `inspect` can show a foreign image as it is; `verify` refuses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum EntryKind {
+pub enum FileType {
     Dir,
     File,
     Symlink,
@@ -26,30 +27,30 @@ pub enum EntryKind {
     Socket,
 }
 
-impl EntryKind {
+impl FileType {
     /// The name used in manifests and JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
-            EntryKind::Dir => "dir",
-            EntryKind::File => "file",
-            EntryKind::Symlink => "symlink",
-            EntryKind::CharDevice => "char-device",
-            EntryKind::BlockDevice => "block-device",
-            EntryKind::Fifo => "fifo",
-            EntryKind::Socket => "socket",
+            FileType::Dir => "dir",
+            FileType::File => "file",
+            FileType::Symlink => "symlink",
+            FileType::CharDevice => "char-device",
+            FileType::BlockDevice => "block-device",
+            FileType::Fifo => "fifo",
+            FileType::Socket => "socket",
         }
     }
 
     /// The type letter `ls -l` and `unsquashfs -lls` print.
     pub fn ls_letter(self) -> char {
         match self {
-            EntryKind::Dir => 'd',
-            EntryKind::File => '-',
-            EntryKind::Symlink => 'l',
-            EntryKind::CharDevice => 'c',
-            EntryKind::BlockDevice => 'b',
-            EntryKind::Fifo => 'p',
-            EntryKind::Socket => 's',
+            FileType::Dir => 'd',
+            FileType::File => '-',
+            FileType::Symlink => 'l',
+            FileType::CharDevice => 'c',
+            FileType::BlockDevice => 'b',
+            FileType::Fifo => 'p',
+            FileType::Socket => 's',
         }
     }
 }
@@ -59,7 +60,7 @@ impl EntryKind {
 pub struct ImageEntry {
     /// Relative to the image root, `/`-separated, no leading `/`; empty for the root itself.
     pub path: String,
-    pub kind: EntryKind,
+    pub kind: FileType,
     /// Permission bits including setuid, setgid and sticky (`0o7777` at most).
     pub mode: u16,
     pub uid: u32,
@@ -125,7 +126,7 @@ pub(super) fn from_nodes(
         let header = node.header;
         let mut entry = ImageEntry {
             path,
-            kind: EntryKind::Dir,
+            kind: FileType::Dir,
             mode: header.permissions & 0o7777,
             uid: header.uid,
             gid: header.gid,
@@ -138,7 +139,7 @@ pub(super) fn from_nodes(
         match &node.inner {
             InnerNode::Dir(_) => {}
             InnerNode::File(file) => {
-                entry.kind = EntryKind::File;
+                entry.kind = FileType::File;
                 let mut hasher = Sha256::new();
                 let size = read_content(fs, file, &entry.path, |chunk| hasher.update(chunk))?;
                 entry.size = Some(size);
@@ -146,22 +147,22 @@ pub(super) fn from_nodes(
                 file_nodes.insert(entry.path.clone(), index);
             }
             InnerNode::Symlink(link) => {
-                entry.kind = EntryKind::Symlink;
+                entry.kind = FileType::Symlink;
                 let target = link.link.to_str().ok_or_else(|| {
                     anyhow!("the symlink {} has a target that is not UTF-8", entry.path)
                 })?;
                 entry.target = Some(target.to_string());
             }
             InnerNode::CharacterDevice(dev) => {
-                entry.kind = EntryKind::CharDevice;
+                entry.kind = FileType::CharDevice;
                 entry.device = Some(dev.device_number);
             }
             InnerNode::BlockDevice(dev) => {
-                entry.kind = EntryKind::BlockDevice;
+                entry.kind = FileType::BlockDevice;
                 entry.device = Some(dev.device_number);
             }
-            InnerNode::NamedPipe => entry.kind = EntryKind::Fifo,
-            InnerNode::Socket => entry.kind = EntryKind::Socket,
+            InnerNode::NamedPipe => entry.kind = FileType::Fifo,
+            InnerNode::Socket => entry.kind = FileType::Socket,
         }
         if entry.path.is_empty() {
             root = Some(entry);

@@ -15,6 +15,48 @@ const NO_FRAGMENT: u32 = u32::MAX;
 /// backhand refuses files of 2 TiB or more; the walker mirrors that so the two agree.
 const MAX_FILE_SIZE: u64 = 2 << 40;
 
+/// What an inode is, by SquashFS 4.0's type numbers: the basic types 1..=7, each with an
+/// extended form (8..=14, the basic number + 7) that carries more fields. Directory entries
+/// name the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum InodeType {
+    Dir = 1,
+    File = 2,
+    Symlink = 3,
+    BlockDevice = 4,
+    CharDevice = 5,
+    Fifo = 6,
+    Socket = 7,
+}
+
+impl InodeType {
+    /// The type of a raw type number, and whether it is the extended form; `None` for numbers
+    /// the format does not have.
+    pub(super) fn decode(raw: u16) -> Option<(InodeType, bool)> {
+        let (basic, extended) = if raw > 7 {
+            (raw - 7, true)
+        } else {
+            (raw, false)
+        };
+        let kind = match basic {
+            1 => InodeType::Dir,
+            2 => InodeType::File,
+            3 => InodeType::Symlink,
+            4 => InodeType::BlockDevice,
+            5 => InodeType::CharDevice,
+            6 => InodeType::Fifo,
+            7 => InodeType::Socket,
+            _ => return None,
+        };
+        Some((kind, extended))
+    }
+
+    /// The basic type number, as messages show it.
+    pub(super) fn number(self) -> u16 {
+        self as u16
+    }
+}
+
 /// Where a directory's listing lies in the directory table.
 #[derive(Clone, Copy)]
 pub(super) struct DirListing {
@@ -26,8 +68,8 @@ pub(super) struct DirListing {
 /// What the directory walk needs of an inode: its type, to compare with the entry naming it, and
 /// where its listing lies if it is a directory.
 pub(super) struct WalkedInode {
-    /// Basic type 1..=7 (extended types folded onto their basic type).
-    pub(super) base_type: u16,
+    /// The basic type (an extended form folded onto it).
+    pub(super) kind: InodeType,
     pub(super) listing: Option<DirListing>,
 }
 
@@ -58,8 +100,11 @@ pub(super) fn walk_inodes(area: &MetadataArea, sb: &SuperBlock) -> Result<Walked
             bail!("inode {number} names an owner outside the id table");
         }
         let mut listing = None;
-        match inode_type {
-            1 => {
+        let Some((kind, extended)) = InodeType::decode(inode_type) else {
+            bail!("inode {number} has unknown type {inode_type}");
+        };
+        match (kind, extended) {
+            (InodeType::Dir, false) => {
                 let block_index = cur.u32()?;
                 let _links = cur.u32()?;
                 let file_size = u32::from(cur.u16()?);
@@ -71,7 +116,7 @@ pub(super) fn walk_inodes(area: &MetadataArea, sb: &SuperBlock) -> Result<Walked
                     file_size,
                 });
             }
-            8 => {
+            (InodeType::Dir, true) => {
                 let _links = cur.u32()?;
                 let file_size = cur.u32()?;
                 let block_index = cur.u32()?;
@@ -93,14 +138,14 @@ pub(super) fn walk_inodes(area: &MetadataArea, sb: &SuperBlock) -> Result<Walked
                     file_size,
                 });
             }
-            2 => {
+            (InodeType::File, false) => {
                 let _blocks_start = cur.u32()?;
                 let fragment = cur.u32()?;
                 let _block_offset = cur.u32()?;
                 let size = u64::from(cur.u32()?);
                 skip_block_list(&mut cur, sb, number, fragment, size)?;
             }
-            9 => {
+            (InodeType::File, true) => {
                 let _blocks_start = cur.u64()?;
                 let size = cur.u64()?;
                 let _sparse = cur.u64()?;
@@ -113,30 +158,29 @@ pub(super) fn walk_inodes(area: &MetadataArea, sb: &SuperBlock) -> Result<Walked
                 }
                 skip_block_list(&mut cur, sb, number, fragment, size)?;
             }
-            3 | 10 => {
+            (InodeType::Symlink, extended) => {
                 let _links = cur.u32()?;
                 let target_size = cur.u32()?;
                 if target_size >= 256 {
                     bail!("symlink inode {number} has a target of {target_size} bytes (at most 255 are read)");
                 }
                 cur.take(target_size as usize)?;
-                if inode_type == 10 {
+                if extended {
                     cur.u32()?;
                 }
             }
-            4 | 5 => {
+            (InodeType::BlockDevice | InodeType::CharDevice, false) => {
                 cur.take(8)?;
             }
-            11 | 12 => {
+            (InodeType::BlockDevice | InodeType::CharDevice, true) => {
                 cur.take(12)?;
             }
-            6 | 7 => {
+            (InodeType::Fifo | InodeType::Socket, false) => {
                 cur.take(4)?;
             }
-            13 | 14 => {
+            (InodeType::Fifo | InodeType::Socket, true) => {
                 cur.take(8)?;
             }
-            other => bail!("inode {number} has unknown type {other}"),
         }
         if number == 0 || number > sb.inode_count {
             bail!(
@@ -144,14 +188,9 @@ pub(super) fn walk_inodes(area: &MetadataArea, sb: &SuperBlock) -> Result<Walked
                 sb.inode_count
             );
         }
-        let base_type = if inode_type > 7 {
-            inode_type - 7
-        } else {
-            inode_type
-        };
         if walked
             .by_number
-            .insert(number, WalkedInode { base_type, listing })
+            .insert(number, WalkedInode { kind, listing })
             .is_some()
         {
             bail!("inode number {number} appears twice");

@@ -14,8 +14,9 @@
 //! Each file checks one part of the format, in the order they run: `superblock`, `metadata`
 //! (blocks and tables under one budget), `inodes`, `directories` and `regions` (the byte map
 //! `diff` uses); `precheck` runs them in that order. Once backhand has parsed, `entries` lists
-//! and hashes what it found, reading files through `content`. Public are [`Image`], [`Limits`],
-//! the entry and region types and [`compressor_name`].
+//! and hashes what it found, reading files through `content`; [`listing`] shows an entry as
+//! `unsquashfs -lls` and JSON do. Public are [`Image`], [`Limits`], the entry and region types,
+//! [`compressor_name`] and `listing`.
 
 mod backhand_errors;
 mod content;
@@ -24,6 +25,7 @@ mod directories;
 mod entries;
 mod inodes;
 mod limits;
+pub mod listing;
 mod metadata;
 mod precheck;
 mod regions;
@@ -40,11 +42,11 @@ use backhand::{FilesystemReader, InnerNode, Squashfs, SuperBlock};
 
 use self::backhand_errors::describe;
 use self::content::read_content;
-pub use self::entries::{EntryKind, ImageEntry};
+pub use self::entries::{FileType, ImageEntry};
 pub use self::limits::Limits;
 pub use self::regions::Region;
 pub use self::superblock::compressor_name;
-use crate::ddi::{self, Ddi};
+use crate::disk::ddi::{self, Ddi};
 
 /// An opened, fully checked image: its superblock, every entry with content hashes, and a
 /// handle to read small files (extension-release) again.

@@ -1,8 +1,9 @@
 //! docs/assembler.md against the real `--help` output, so the reference cannot drift from the
 //! tool: the commands `sysext-assembler --help` lists are exactly the doc's `## sysext-assembler
 //! COMMAND` sections; each section's `usage` block is the command's `Usage:` line; its options
-//! table lists exactly the options of `COMMAND --help`, each with the same value name, and the
-//! row of an option with a `[default: ...]` states that default.
+//! table lists exactly the options of `COMMAND --help`, each with the same value name, the row of
+//! an option with a `[default: ...]` states that default, and the row of a choice names each of
+//! its `[possible values: ...]`.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,8 @@ use crate::markdown::{fenced_blocks, heading};
 pub struct Opt {
     pub value: Option<String>,
     pub default: Option<String>,
+    /// clap's `[possible values: ...]`, the names of a choice.
+    pub possible: Vec<String>,
 }
 
 /// What the comparison needs of one command's `--help`.
@@ -98,12 +101,20 @@ pub fn parse_help(text: &str) -> Help {
                 Opt {
                     value,
                     default: None,
+                    possible: Vec::new(),
                 },
             ));
         } else if let Some((_, opt)) = current.as_mut() {
             if let Some(start) = line.find("[default: ") {
                 let rest = &line[start + "[default: ".len()..];
                 opt.default = Some(rest[..rest.find(']').unwrap()].to_string());
+            }
+            if let Some(start) = line.find("[possible values: ") {
+                let rest = &line[start + "[possible values: ".len()..];
+                opt.possible = rest[..rest.find(']').unwrap()]
+                    .split(", ")
+                    .map(str::to_string)
+                    .collect();
             }
         }
     }
@@ -163,6 +174,7 @@ pub fn parse_doc(doc: &str) -> BTreeMap<String, Section> {
                         Opt {
                             value,
                             default: None,
+                            possible: Vec::new(),
                         },
                         description,
                     ),
@@ -223,6 +235,16 @@ pub fn problems(doc: &str, commands: &[String], helps: &BTreeMap<String, String>
                 if !stated.iter().any(|s| description.contains(s.as_str())) {
                     problems.push(format!(
                         "{command}: `{name}` defaults to {default:?} (--help), which its row does not state as `default {default}`"
+                    ));
+                }
+            }
+            let words: Vec<&str> = description
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .collect();
+            for value in &opt.possible {
+                if !words.contains(&value.as_str()) {
+                    problems.push(format!(
+                        "{command}: `{name}` accepts {value:?} (--help's possible values), which its row does not name"
                     ));
                 }
             }

@@ -822,6 +822,11 @@ fn assembler_reference_agrees_with_help() {
     );
     changed("default `_any`", "default `any`", "--os");
     changed(
+        "`x86-64` or `arm64` (systemd's names)",
+        "`x86-64` (systemd's name)",
+        "accepts \"arm64\"",
+    );
+    changed(
         "sysext-assembler verify [OPTIONS] <IMAGE>",
         "sysext-assembler verify [OPTIONS] <FILE>",
         "verify: the doc's usage",

@@ -1,7 +1,8 @@
 //! What provisioning puts on a Flatcar node for one image from a feed: the directories, files,
 //! links and units, described once. `sysext-assembler butane` writes this description either as
-//! a Butane config or (`--ignition`) as the Ignition config Butane would make of it; both come
-//! from the same [`Node`], so the two outputs cannot disagree about what a node gets.
+//! a Butane config ([`butane`]) or (`--ignition`) as the Ignition config Butane would make of it
+//! ([`ignition`]); both come from the same [`Node`], so the two outputs cannot disagree about
+//! what a node gets.
 //!
 //! The node downloads the image into /opt/extensions/NAME/ and Ignition checks it against the
 //! sha512 from the manifest before anything uses it, links /etc/extensions/NAME.raw to it,
@@ -13,10 +14,15 @@
 //! policy that makes systemd-sysext.service refuse what no trusted key signed.
 
 use anyhow::{bail, Result};
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 
-use crate::manifest::Manifest;
-use crate::names::{image_file_name, transfer_file_name, validate_name, validate_version, Arch};
-use crate::sysupdate::{render_transfer, validate_update_url};
+use crate::feed::manifest::Manifest;
+use crate::feed::sysupdate::{render_transfer, validate_update_url};
+use crate::names::{image_file_name, transfer_file_name, validate_name, validate_version};
+use crate::trust::policy::{self, DEFAULT_POLICY};
+
+pub mod butane;
+pub mod ignition;
 
 /// Where keepalived reads its configuration by default.
 pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
@@ -106,7 +112,7 @@ pub struct Dropin {
     pub contents: String,
 }
 
-/// What a node trusts signed images by: certificates (checked by [`crate::verity`]) and the image
+/// What a node trusts signed images by: certificates (checked by [`crate::disk::verity`]) and the image
 /// policy systemd-sysext.service merges with.
 pub struct Trust {
     pub certificates: Vec<TrustedCertificate>,
@@ -138,8 +144,7 @@ pub fn image_policy_dropin(policy: &str) -> String {
 fn deployable(manifest: &Manifest) -> Result<(String, String)> {
     validate_name(&manifest.name)?;
     validate_version(&manifest.version)?;
-    let arch: Arch = manifest.arch.parse()?;
-    let file = image_file_name(&manifest.name, &manifest.version, arch);
+    let file = image_file_name(&manifest.name, &manifest.version, manifest.arch);
     if manifest.image.file != file {
         bail!(
             "the manifest's image file {:?} is not the name build gives {file:?}",
@@ -171,7 +176,6 @@ pub fn describe(
     let transfer = render_transfer(&name, update_url)?;
     let dir = format!("/opt/extensions/{name}");
     let image_path = format!("{dir}/{image_file}");
-    let marker = |which: &str| format!("/run/sysupdate-{name}.{which}");
 
     let mut files = vec![
         File {
@@ -197,30 +201,7 @@ pub fn describe(
         files.push(File::plain(IMPORT_PUBRING, Contents::Binary(key.to_vec())));
     }
     if let Some(trust) = trust {
-        for cert in &trust.certificates {
-            files.push(File {
-                path: format!("{VERITY_D}/{name}-{}.crt", &cert.fingerprint[..16]),
-                mode: 0o644,
-                mode_note: None,
-                comment: Some(
-                    "systemd verifies dm-verity signatures against every *.crt here; the name \
-                     holds the start of the certificate's SHA-256 fingerprint.",
-                ),
-                contents: Contents::Text(cert.pem.clone()),
-            });
-        }
-    }
-    if let Some(trust) = trust {
-        files.push(File {
-            path: SYSEXT_CONF_DROPIN.into(),
-            mode: 0o644,
-            mode_note: None,
-            comment: Some(
-                "systemd 259 and later apply this policy to every systemd-sysext run, also by hand; \
-                 older ones only to the service (its drop-in below).",
-            ),
-            contents: Contents::Text(format!("[SysExt]\nImagePolicy={}\n", trust.policy)),
-        });
+        files.extend(trust_files(&name, trust));
     }
     if let Some(config) = config {
         files.push(File {
@@ -232,6 +213,59 @@ pub fn describe(
         });
     }
 
+    let mut units = update_units(&name);
+    if let Some(trust) = trust {
+        units.push(sysext_policy_unit(trust));
+    }
+    Ok(Node {
+        directories: vec![Directory {
+            path: dir,
+            mode: 0o755,
+        }],
+        files,
+        links: vec![Link {
+            path: format!("/etc/extensions/{name}.raw"),
+            target: image_path,
+        }],
+        units,
+        name,
+        image_file,
+    })
+}
+
+/// The certificates systemd checks dm-verity signatures with (one file each), and the image
+/// policy for every systemd-sysext run (systemd 259 and later).
+fn trust_files(name: &str, trust: &Trust) -> Vec<File> {
+    let mut files = Vec::new();
+    for cert in &trust.certificates {
+        files.push(File {
+            path: format!("{VERITY_D}/{name}-{}.crt", &cert.fingerprint[..16]),
+            mode: 0o644,
+            mode_note: None,
+            comment: Some(
+                "systemd verifies dm-verity signatures against every *.crt here; the name \
+                 holds the start of the certificate's SHA-256 fingerprint.",
+            ),
+            contents: Contents::Text(cert.pem.clone()),
+        });
+    }
+    files.push(File {
+        path: SYSEXT_CONF_DROPIN.into(),
+        mode: 0o644,
+        mode_note: None,
+        comment: Some(
+            "systemd 259 and later apply this policy to every systemd-sysext run, also by hand; \
+             older ones only to the service (its drop-in below).",
+        ),
+        contents: Contents::Text(format!("[SysExt]\nImagePolicy={}\n", trust.policy)),
+    });
+    files
+}
+
+/// The sysupdate timers, enabled, and the drop-in that updates this extension and asks for a
+/// reboot (/run/reboot-required) when the current version changed.
+fn update_units(name: &str) -> Vec<Unit> {
+    let marker = |which: &str| format!("/run/sysupdate-{name}.{which}");
     let dropin = format!(
         "[Service]\n\
          ExecStartPre=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > {before}\"\n\
@@ -241,7 +275,7 @@ pub fn describe(
         before = marker("before"),
         after = marker("after"),
     );
-    let mut units = vec![
+    vec![
         Unit {
             name: "systemd-sysupdate.timer".into(),
             comment: None,
@@ -269,38 +303,78 @@ pub fn describe(
                 contents: dropin,
             }],
         },
-    ];
-    if let Some(trust) = trust {
-        units.push(Unit {
-            name: "systemd-sysext.service".into(),
-            comment: Some(
-                "The policy holds for every extension on the node: each must then be signed \
-                 by a key whose certificate is in a verity.d directory.",
-            ),
-            enabled: None,
-            dropins: vec![Dropin {
-                name: IMAGE_POLICY_DROPIN.into(),
-                contents: image_policy_dropin(&trust.policy),
-            }],
-        });
+    ]
+}
+
+/// systemd-sysext.service under the image policy (its drop-in), for systemd before 259.
+fn sysext_policy_unit(trust: &Trust) -> Unit {
+    Unit {
+        name: "systemd-sysext.service".into(),
+        comment: Some(
+            "The policy holds for every extension on the node: each must then be signed \
+             by a key whose certificate is in a verity.d directory.",
+        ),
+        enabled: None,
+        dropins: vec![Dropin {
+            name: IMAGE_POLICY_DROPIN.into(),
+            contents: image_policy_dropin(&trust.policy),
+        }],
     }
-    Ok(Node {
-        directories: vec![Directory {
-            path: dir,
-            mode: 0o755,
-        }],
-        files,
-        links: vec![Link {
-            path: format!("/etc/extensions/{name}.raw"),
-            target: image_path,
-        }],
-        units,
-        name,
-        image_file,
-    })
+}
+
+/// Refuses trust settings that contradict the image the manifest describes: the node would
+/// refuse its own keepalived (and, since the policy holds for every extension, merge none), or
+/// the certificates would check nothing.
+pub fn check_trust_fits(manifest: &Manifest, path: &std::path::Path, trust: &Trust) -> Result<()> {
+    let shown = path.display();
+    if trust.policy == "*" {
+        bail!(
+            "--image-policy '*' lets every image through, signed or not, so the \
+             --verity-certificate files would check nothing: keep the default policy \
+             ({DEFAULT_POLICY}) or give one that demands signatures, or drop \
+             --verity-certificate"
+        );
+    }
+    let Some(ddi) = &manifest.ddi else {
+        if !policy::allows_unprotected_root(&trust.policy) {
+            bail!(
+                "{shown} describes a bare SquashFS image, which carries no signature, and the \
+                 image policy {} accepts only signed images: the node would refuse it, and with \
+                 it every other extension. Build the image with --format ddi, sign it \
+                 (sysext-assembler sign) and give that manifest, or drop --verity-certificate",
+                trust.policy
+            );
+        }
+        return Ok(());
+    };
+    let Some(fingerprint) = &ddi.certificate_fingerprint else {
+        bail!(
+            "{shown} describes an unsigned DDI, but --verity-certificate makes the node trust \
+             signed images: sign it (sysext-assembler sign --key KEY --cert CERT IMAGE) and give \
+             the manifest sign rewrote, or drop --verity-certificate"
+        );
+    };
+    if !trust
+        .certificates
+        .iter()
+        .any(|c| c.fingerprint == *fingerprint)
+    {
+        bail!(
+            "{shown} says the image is signed by certificate {fingerprint}, which is none of the \
+             --verity-certificate files ({}): the node would refuse it. Give the certificate of \
+             the key that signed it (as well, during a key rotation)",
+            trust
+                .certificates
+                .iter()
+                .map(|c| c.fingerprint.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `data:;base64,…` for bytes placed as is (RFC 2397).
 pub fn base64_data_url(bytes: &[u8]) -> String {
-    format!("data:;base64,{}", crate::base64::encode(bytes))
+    format!("data:;base64,{}", BASE64.encode(bytes))
 }

@@ -35,16 +35,19 @@ pub fn verify_detached(
     }
     let work = tempfile::tempdir().context("cannot create a temporary directory")?;
     let home = work.path().join("home");
-    fs::create_dir(&home)?;
+    fs::create_dir(&home).with_context(|| format!("cannot create {} for gpgv", home.display()))?;
     let (data_path, sig_path, ring_path) = (
         work.path().join("SHA256SUMS"),
         work.path().join("SHA256SUMS.gpg"),
         work.path().join("keyring.gpg"),
     );
     // Copies of the bytes this process read: gpgv checks exactly those.
-    fs::write(&data_path, data)?;
-    fs::write(&sig_path, signature)?;
-    fs::write(&ring_path, &ring)?;
+    fs::write(&data_path, data)
+        .with_context(|| format!("cannot write {} for gpgv", data_path.display()))?;
+    fs::write(&sig_path, signature)
+        .with_context(|| format!("cannot write {} for gpgv", sig_path.display()))?;
+    fs::write(&ring_path, &ring)
+        .with_context(|| format!("cannot write {} for gpgv", ring_path.display()))?;
     let output = Command::new("gpgv")
         .arg("--homedir")
         .arg(&home)

@@ -10,6 +10,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hex;
+use crate::names::Arch;
+use crate::payload::{EntryKind, Node, Payload};
+use crate::squashfs::compress::{Compression, XzFilter};
+
 /// Bumped whenever a field changes meaning or a required field is added.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -24,8 +29,9 @@ pub struct Manifest {
     pub name: String,
     /// Version as given to `build`, without a leading `v` added.
     pub version: String,
-    /// systemd architecture name: `x86-64` or `arm64`.
-    pub arch: String,
+    /// systemd's architecture name.
+    #[serde(with = "crate::names::choice")]
+    pub arch: Arch,
     /// `ID=` in extension-release (`_any` when the image is not tied to one OS).
     pub os: String,
     /// `SYSEXT_LEVEL=`; absent when `os` is `_any`.
@@ -36,14 +42,15 @@ pub struct Manifest {
     /// manifests of images without it keep their bytes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restart_units: Vec<String>,
-    /// SquashFS compressor: `xz`, `zstd` or `gzip`.
-    pub compression: String,
+    /// SquashFS compressor.
+    #[serde(with = "crate::names::choice")]
+    pub compression: Compression,
     /// SquashFS data block size in bytes.
     pub block_size: u32,
-    /// The xz BCJ filter tried on every data block: `none`, `x86` or `arm64` (always `none` for
-    /// zstd and gzip). Manifests written before the option existed lack it: `none`.
-    #[serde(default = "no_xz_filter")]
-    pub xz_filter: String,
+    /// The xz BCJ filter tried on every data block (always `none` for zstd and gzip). Manifests
+    /// written before the option existed lack it: `none`.
+    #[serde(default = "no_xz_filter", with = "crate::names::choice")]
+    pub xz_filter: XzFilter,
     /// Seconds since 1970: every mtime in the image and the superblock time.
     pub epoch: u32,
     /// The tool that wrote the image.
@@ -60,8 +67,8 @@ pub struct Manifest {
     pub provenance: BTreeMap<String, String>,
 }
 
-fn no_xz_filter() -> String {
-    "none".to_string()
+fn no_xz_filter() -> XzFilter {
+    XzFilter::None
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,12 +124,31 @@ pub struct Entry {
     pub target: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EntryKind {
-    Dir,
-    File,
-    Symlink,
+/// Manifest entries, in the payload's byte order of paths.
+pub fn entries_of(payload: &Payload) -> Vec<Entry> {
+    payload
+        .entries()
+        .map(|(path, node)| {
+            let (mode, size, sha256, target) = match node {
+                Node::Dir => (0o755, None, None, None),
+                Node::File(file) => (
+                    file.mode(),
+                    Some(file.contents.len() as u64),
+                    Some(hex(&file.sha256)),
+                    None,
+                ),
+                Node::Symlink(target) => (0o777, None, None, Some(target.clone())),
+            };
+            Entry {
+                path: path.to_string(),
+                kind: node.kind(),
+                mode: format!("{mode:04o}"),
+                size,
+                sha256,
+                target,
+            }
+        })
+        .collect()
 }
 
 impl Manifest {

@@ -5,7 +5,7 @@
 //! root directory* (which `FilesystemWriter` creates itself and has no mtime setter for: see
 //! [`writer_with_root`]), the superblock time, block size, compressor and its level, entry
 //! order (backhand sorts nodes by path, so insertion order does not matter), and no xattrs.
-//! Compression runs through [`crate::compress`], which spreads blocks over all cores while the
+//! Compression runs through [`crate::squashfs::compress`], which spreads blocks over all cores while the
 //! output stays byte-identical to compressing them one by one.
 
 use std::collections::HashMap;
@@ -15,8 +15,8 @@ use std::io::{BufWriter, Cursor, Seek, Write};
 use anyhow::{bail, Context, Result};
 use backhand::{FilesystemReader, FilesystemWriter, NodeHeader};
 
-use crate::compress::{self, Compression, XzFilter};
 use crate::payload::{Node, Payload};
+use crate::squashfs::compress::{self, Compression, XzFilter};
 
 /// Block size of the empty seed image [`empty_reader_with_root`] writes; it never reaches the
 /// output, whose block size comes from [`ImageOptions`].

@@ -19,7 +19,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::trust::Certificate;
+use crate::trust::certificate::Certificate;
 
 /// Runs `openssl ARGS` (stdin inherited, so a passphrase prompt reaches the user); `what` says
 /// what for, in the errors. A failing status is the caller's to judge.
@@ -53,7 +53,8 @@ pub fn load_certificate(path: &Path) -> Result<Certificate> {
 pub fn sign(root_hash_hex: &str, key: &Path, cert: &Path) -> Result<Vec<u8>> {
     let work = tempfile::tempdir().context("cannot create a temporary directory")?;
     let data = work.path().join("roothash");
-    fs::write(&data, root_hash_hex)?;
+    fs::write(&data, root_hash_hex)
+        .with_context(|| format!("cannot write {} for openssl", data.display()))?;
     fs::metadata(key).with_context(|| format!("cannot read the key {}", key.display()))?;
     let what = format!(
         "sign with the key {} and certificate {} (is the key the certificate's?)",
@@ -113,9 +114,12 @@ pub fn verify(
     let data = work.path().join("roothash");
     let sig = work.path().join("signature.p7s");
     let trusted = work.path().join("trusted.pem");
-    fs::write(&data, root_hash_hex)?;
-    fs::write(&sig, signature)?;
-    fs::write(&trusted, cert.pem())?;
+    fs::write(&data, root_hash_hex)
+        .with_context(|| format!("cannot write {} for openssl", data.display()))?;
+    fs::write(&sig, signature)
+        .with_context(|| format!("cannot write {} for openssl", sig.display()))?;
+    fs::write(&trusted, cert.pem())
+        .with_context(|| format!("cannot write {} for openssl", trusted.display()))?;
     let args: [&OsStr; 15] = [
         "smime".as_ref(),
         "-verify".as_ref(),

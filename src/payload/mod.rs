@@ -4,7 +4,8 @@
 //! Only what the image's bytes may depend on survives collection: the relative path, the file
 //! contents, whether a file is executable, and symlink targets. Owners, mtimes, other permission
 //! bits, enumeration order and the absolute location of the inputs are dropped here, which is the
-//! first half of the determinism guarantee (the second half is in `image`).
+//! first half of the determinism guarantee (the second half is in [`crate::squashfs`]). The
+//! extension-release file the build adds to every payload is [`extension_release`].
 //!
 //! The layout rules are public ([`check_path`], [`check_entry`], [`check_symlink_target`]) so
 //! that `verify` applies exactly the same rules to an image it did not build.
@@ -20,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::EntryKind;
+use serde::{Deserialize, Serialize};
+
+pub mod extension_release;
 
 /// Top-level directories a system extension may ship: systemd-sysext overlays only /usr and /opt.
 pub const ALLOWED_TOP_LEVEL: [&str; 2] = ["usr", "opt"];
@@ -182,6 +185,16 @@ pub fn check_symlink_target(path: &str, target: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What an entry of the payload, and so of the image and its manifest, is. Nothing else is
+/// allowed in: device nodes, fifos and sockets are refused on the way in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
 }
 
 fn kind_name(kind: EntryKind) -> &'static str {

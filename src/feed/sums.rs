@@ -5,11 +5,36 @@
 //! does not depend on build order.
 
 use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 /// File name to lowercase hex SHA-256, sorted by file name (byte order).
 pub type Sums = BTreeMap<String, String>;
+
+/// A `SHA256SUMS` file as read: its bytes (what `SHA256SUMS.gpg` signs) and what they list.
+pub struct SumsFile {
+    pub bytes: Vec<u8>,
+    pub sums: Sums,
+}
+
+/// Reads and parses the `SHA256SUMS` at `path`, read once so that a signature check and the
+/// parse see the same bytes; `None` when there is no such file (a new feed). Errors name the
+/// file and what is malformed in it.
+pub fn load(path: &Path) -> Result<Option<SumsFile>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        bail!("{} is malformed: it is not UTF-8", path.display());
+    };
+    let sums = parse(text).with_context(|| format!("{} is malformed", path.display()))?;
+    Ok(Some(SumsFile { bytes, sums }))
+}
 
 /// Parses `sha256sum` output: `<64 hex>  <file>` (text mode) or `<64 hex> *<file>` (binary mode),
 /// accepting exactly what systemd-sysupdate 257 accepts (`resource_load_from_web` in

@@ -1,6 +1,7 @@
 //! The compressor choice (xz, zstd or gzip, with their fixed levels) and block compression for
 //! backhand's writer: parallel, with output identical to compressing the blocks one after
-//! another. `image` uses this module; this module knows nothing of `image`.
+//! another. The writer (`squashfs::writer`) uses this module; this module knows nothing of the
+//! writer.
 //!
 //! backhand's `FilesystemWriter::write` compresses every data and fragment block on the calling
 //! thread, one at a time: with xz that is several times slower than mksquashfs on two cores. It
@@ -22,6 +23,7 @@
 //! encoder (zlib-rs, level 9, window 15).
 
 use std::cell::RefCell;
+use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,9 +32,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use backhand::compression::{CompressionAction, CompressionOptions, Compressor, DefaultCompressor};
 use backhand::kind::Kind;
 use backhand::{BackhandError, FilesystemCompressor, SuperBlock};
+use clap::ValueEnum;
 use liblzma::stream::{Action, Check, Filters, LzmaOptions, Status, Stream};
 
-use crate::names::Arch;
+use crate::names::{self, Arch};
 use crate::payload::{Node, Payload};
 
 /// zstd level, mksquashfs's default (15): images are written once and read on every boot.
@@ -42,54 +45,9 @@ pub const ZSTD_LEVEL: u32 = 15;
 /// gzip uses backhand's settings: zlib level 9, window 15, as mksquashfs.
 pub const XZ_LEVEL: u32 = 6;
 
-/// `as_str`, `Display` and `FromStr` for a choice made by name on the command line, from one list
-/// of `Variant => "name"`: the names printed, the names parsed and the names an error suggests
-/// cannot drift apart, and a variant missing from the list does not compile (`as_str` matches).
-macro_rules! named_choices {
-    ($type:ident, $what:literal, $($variant:ident => $name:literal),+) => {
-        impl $type {
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($type::$variant => $name,)+
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $type {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ::std::str::FromStr for $type {
-            type Err = anyhow::Error;
-
-            fn from_str(s: &str) -> anyhow::Result<Self> {
-                match s {
-                    $($name => Ok($type::$variant),)+
-                    _ => ::anyhow::bail!(
-                        "unknown {} {s:?}; use {}",
-                        $what,
-                        $crate::compress::one_of(&[$($name),+])
-                    ),
-                }
-            }
-        }
-    };
-}
-pub(crate) use named_choices;
-
-/// `a, b or c`: the accepted names as an error message lists them.
-pub(crate) fn one_of(names: &[&str]) -> String {
-    match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
-        _ => names.concat(),
-    }
-}
-
 /// The SquashFS compressors the tool writes. All come from code pinned in Cargo.lock and built
 /// from source (liblzma-sys and zstd-sys vendored, zlib-rs in Rust), never from system libraries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Compression {
     #[default]
     Xz,
@@ -97,7 +55,11 @@ pub enum Compression {
     Gzip,
 }
 
-named_choices!(Compression, "compression", Xz => "xz", Zstd => "zstd", Gzip => "gzip");
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        names::write_choice(self, f)
+    }
+}
 
 impl Compression {
     /// The backhand compressor settings. xz without a BCJ filter and gzip use backhand's defaults
@@ -139,14 +101,18 @@ fn xz_options(block_size: u32, xz_filter: XzFilter) -> CompressionOptions {
 /// compressed with and without it and the smaller result is kept, so data that is not machine
 /// code costs only compression time. Metadata blocks never use it. The kernel's SquashFS
 /// decoder needs the matching CONFIG_XZ_DEC_* (x86: every kernel; arm64: Linux 6.12 and later).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum XzFilter {
     None,
     X86,
     Arm64,
 }
 
-named_choices!(XzFilter, "xz filter", None => "none", X86 => "x86", Arm64 => "arm64");
+impl fmt::Display for XzFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        names::write_choice(self, f)
+    }
+}
 
 impl XzFilter {
     /// The filter for an image of `arch` that the kernels of every supported Flatcar release
@@ -610,17 +576,23 @@ mod tests {
     #[test]
     fn choices_parse_print_and_list_their_names() {
         for choice in [Compression::Xz, Compression::Zstd, Compression::Gzip] {
-            assert_eq!(choice.to_string().parse::<Compression>().unwrap(), choice);
+            let parsed = names::parse_choice::<Compression>("compression", &choice.to_string());
+            assert_eq!(parsed.unwrap(), choice);
         }
         for filter in [XzFilter::None, XzFilter::X86, XzFilter::Arm64] {
-            assert_eq!(filter.to_string().parse::<XzFilter>().unwrap(), filter);
+            let parsed = names::parse_choice::<XzFilter>("xz filter", &filter.to_string());
+            assert_eq!(parsed.unwrap(), filter);
         }
         assert_eq!(
-            "lz4".parse::<Compression>().unwrap_err().to_string(),
+            names::parse_choice::<Compression>("compression", "lz4")
+                .unwrap_err()
+                .to_string(),
             "unknown compression \"lz4\"; use xz, zstd or gzip"
         );
         assert_eq!(
-            "X86".parse::<XzFilter>().unwrap_err().to_string(),
+            names::parse_choice::<XzFilter>("xz filter", "X86")
+                .unwrap_err()
+                .to_string(),
             "unknown xz filter \"X86\"; use none, x86 or arm64"
         );
     }

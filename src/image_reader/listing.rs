@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::image_reader::ImageEntry;
+use super::entries::ImageEntry;
 
 /// `drwxr-xr-x`-style type and permission string, with s/S/t/T for setuid, setgid and sticky.
 pub fn mode_string(entry: &ImageEntry) -> String {

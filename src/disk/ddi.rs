@@ -18,26 +18,30 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 
 use anyhow::{bail, ensure, Context, Result};
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compress::named_choices;
-use crate::gpt::{self, Guid, Partition, Table, SECTOR};
+use crate::disk::gpt::{self, Guid, Partition, Table, SECTOR};
+use crate::disk::verity::{self, Superblock, BLOCK_SIZE};
 use crate::hex;
-use crate::names::Arch;
-use crate::verity::{self, Superblock, BLOCK_SIZE};
+use crate::names::{self, Arch};
 
 /// What `build` writes: a bare SquashFS (the default, merged by every systemd with sysext) or a
 /// DDI (merged through dm-verity; needs a kernel with dm-verity and, to be refused when
 /// unsigned, an image policy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum ImageFormat {
     #[default]
     Squashfs,
     Ddi,
 }
 
-named_choices!(ImageFormat, "image format", Squashfs => "squashfs", Ddi => "ddi");
+impl std::fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        names::write_choice(self, f)
+    }
+}
 
 /// Where the first partition starts, as libfdisk decides it for systemd-repart: at 1 MiB (the
 /// first usable sector then also 2048), except on disks of at most 4 MiB, where it starts at the
@@ -55,40 +59,54 @@ const SIGNATURE_PARTITION_SIZE: u64 = 16 * 1024;
 /// (not on the signature partition, which it leaves without attributes).
 const READ_ONLY: u64 = 1 << 60;
 
-/// The three partition types of one architecture (UAPI.2).
-#[derive(Clone, Copy)]
-pub struct PartitionTypes {
-    pub root: &'static str,
-    pub verity: &'static str,
-    pub signature: &'static str,
+/// What a partition of a system extension DDI holds (UAPI.2): the file system, its hash tree, or
+/// the signature of the tree's root hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionRole {
+    Root,
+    Verity,
+    Signature,
 }
 
-pub fn partition_types(arch: Arch) -> PartitionTypes {
-    match arch {
-        Arch::X86_64 => PartitionTypes {
-            root: "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
-            verity: "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5",
-            signature: "41092b05-9fc8-4523-994f-2def0408b176",
-        },
-        Arch::Arm64 => PartitionTypes {
-            root: "b921b045-1df0-41c3-af44-4c6f280d3fae",
-            verity: "df3300ce-d69f-4c92-978c-9bfb0f38d820",
-            signature: "6db69de6-29f4-4758-a7a5-962190f00ce3",
-        },
+impl PartitionRole {
+    const ALL: [PartitionRole; 3] = [
+        PartitionRole::Root,
+        PartitionRole::Verity,
+        PartitionRole::Signature,
+    ];
+
+    /// The partition type GUID of this role for `arch`.
+    pub fn type_guid(self, arch: Arch) -> &'static str {
+        match (arch, self) {
+            (Arch::X86_64, PartitionRole::Root) => "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+            (Arch::X86_64, PartitionRole::Verity) => "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5",
+            (Arch::X86_64, PartitionRole::Signature) => "41092b05-9fc8-4523-994f-2def0408b176",
+            (Arch::Arm64, PartitionRole::Root) => "b921b045-1df0-41c3-af44-4c6f280d3fae",
+            (Arch::Arm64, PartitionRole::Verity) => "df3300ce-d69f-4c92-978c-9bfb0f38d820",
+            (Arch::Arm64, PartitionRole::Signature) => "6db69de6-29f4-4758-a7a5-962190f00ce3",
+        }
+    }
+
+    /// The role as the type's name says it, in messages.
+    fn what(self) -> &'static str {
+        match self {
+            PartitionRole::Root => "root",
+            PartitionRole::Verity => "root-verity",
+            PartitionRole::Signature => "root-verity-sig",
+        }
+    }
+
+    /// The partition name repart gives: the type's name with the architecture.
+    fn partition_name(self, arch: Arch) -> String {
+        match self {
+            PartitionRole::Root => format!("root-{arch}"),
+            PartitionRole::Verity => format!("root-{arch}-verity"),
+            PartitionRole::Signature => format!("root-{arch}-verity-sig"),
+        }
     }
 }
 
 const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Arm64];
-
-/// The partition names repart gives: the type's name with the architecture.
-fn partition_names(arch: Arch) -> [String; 3] {
-    let root = format!("root-{arch}");
-    [
-        root.clone(),
-        format!("{root}-verity"),
-        format!("{root}-verity-sig"),
-    ]
-}
 
 /// The root-verity-sig partition's content (systemd's format): the root hash it signs, the
 /// SHA-256 of the signing certificate (DER), and the detached PKCS#7 signature (DER, base64).
@@ -177,14 +195,15 @@ pub fn write(
         None => None,
     };
 
-    let types = partition_types(arch);
-    let [root_name, verity_name, signature_name] = partition_names(arch);
+    let spec_of = |role: PartitionRole| (role.type_guid(arch), role.partition_name(arch));
+    let ((root_type, root_name), (verity_type, verity_name)) =
+        (spec_of(PartitionRole::Root), spec_of(PartitionRole::Verity));
     let root_uuid = Guid(tree.root_hash[..16].try_into().unwrap());
     let verity_uuid = Guid(tree.root_hash[16..].try_into().unwrap());
     let mut specs = vec![
-        (types.root, root_uuid, root_size, READ_ONLY, root_name),
+        (root_type, root_uuid, root_size, READ_ONLY, root_name),
         (
-            types.verity,
+            verity_type,
             verity_uuid,
             tree.area.len() as u64,
             READ_ONLY,
@@ -193,8 +212,9 @@ pub fn write(
     ];
     if signature_json.is_some() {
         let uuid = derived_guid("root-verity-sig partition", &tree.root_hash);
+        let (signature_type, signature_name) = spec_of(PartitionRole::Signature);
         specs.push((
-            types.signature,
+            signature_type,
             uuid,
             SIGNATURE_PARTITION_SIZE,
             0,
@@ -323,13 +343,12 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// Reads and checks the structure of a DDI (not yet the hash tree: see [`check_tree`]).
 pub fn read(file: &mut (impl Read + Seek), len: u64) -> Result<Ddi> {
     let table = gpt::read(file, len)?;
-    let mut found: Vec<(Arch, usize, &Partition)> = Vec::new();
+    let mut found: Vec<(Arch, PartitionRole, &Partition)> = Vec::new();
     for p in &table.partitions {
         let role = ARCHES.iter().find_map(|&arch| {
-            let types = partition_types(arch);
-            [types.root, types.verity, types.signature]
-                .iter()
-                .position(|t| Guid::parse(t) == p.type_guid)
+            PartitionRole::ALL
+                .into_iter()
+                .find(|role| Guid::parse(role.type_guid(arch)) == p.type_guid)
                 .map(|role| (arch, role))
         });
         match role {
@@ -350,16 +369,20 @@ pub fn read(file: &mut (impl Read + Seek), len: u64) -> Result<Ddi> {
         found.iter().all(|(a, _, _)| *a == arch),
         "the partitions are of more than one architecture"
     );
-    let pick = |role: usize, what: &str| -> Result<Option<Partition>> {
+    let pick = |role: PartitionRole| -> Result<Option<Partition>> {
         let mut of_role = found.iter().filter(|(_, r, _)| *r == role);
         let first = of_role.next().map(|(_, _, p)| (*p).clone());
-        ensure!(of_role.next().is_none(), "more than one {what} partition");
+        ensure!(
+            of_role.next().is_none(),
+            "more than one {} partition",
+            role.what()
+        );
         Ok(first)
     };
-    let root = pick(0, "root")?.context("no root partition")?;
-    let verity = pick(1, "root-verity")?
+    let root = pick(PartitionRole::Root)?.context("no root partition")?;
+    let verity = pick(PartitionRole::Verity)?
         .context("no root-verity partition: a DDI without a hash tree is not protected")?;
-    let signature = pick(2, "root-verity-sig")?;
+    let signature = pick(PartitionRole::Signature)?;
 
     let mut head = vec![0u8; BLOCK_SIZE as usize];
     file.seek(SeekFrom::Start(verity.offset()))?;
@@ -500,7 +523,7 @@ mod tests {
     #[test]
     fn partition_names_follow_repart() {
         assert_eq!(
-            partition_names(Arch::Arm64),
+            PartitionRole::ALL.map(|role| role.partition_name(Arch::Arm64)),
             ["root-arm64", "root-arm64-verity", "root-arm64-verity-sig"]
         );
     }

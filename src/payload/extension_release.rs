@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 
-use crate::names::{validate_os_release_value, Arch};
+use crate::names::{parse_choice, validate_os_release_value, Arch};
 
 /// `ID=` value that matches every OS; SYSEXT_LEVEL is then not written.
 pub const ANY_OS: &str = "_any";
@@ -121,7 +121,7 @@ impl ExtensionRelease {
         let parsed = ExtensionRelease::new(
             Some(os),
             fields.get("SYSEXT_LEVEL").map(String::as_str),
-            arch.parse()?,
+            parse_choice("architecture", arch)?,
             reload_manager,
             restart_units,
         )?;

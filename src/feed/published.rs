@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{file_hash, sums::Sums};
+use crate::feed::{file_hash, sums::Sums};
 
 fn sha256_of(path: &Path) -> Result<Option<String>> {
     match fs::symlink_metadata(path) {

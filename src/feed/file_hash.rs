@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
 use crate::hex;
 
@@ -47,4 +47,28 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex(&hasher.finalize()))
+}
+
+/// SHA-256 and SHA-512 of the file at `path`, read back from disk (what was written, not what
+/// was meant to be written), each digest on its own thread.
+pub fn sha256_and_sha512(path: &Path) -> Result<(String, String)> {
+    fn digest<D: Digest>(path: &Path) -> Result<String> {
+        let mut file =
+            File::open(path).with_context(|| format!("cannot read back {}", path.display()))?;
+        let mut hasher = D::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                return Ok(hex(&hasher.finalize()));
+            }
+            hasher.update(&buffer[..read]);
+        }
+    }
+    std::thread::scope(|scope| {
+        let sha512 = scope.spawn(|| digest::<Sha512>(path));
+        let sha256 = digest::<Sha256>(path)?;
+        let sha512 = sha512.join().expect("hashing thread panicked")?;
+        Ok((sha256, sha512))
+    })
 }
