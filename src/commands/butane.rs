@@ -2,20 +2,18 @@
 //! from a feed, as a Butane config (variant flatcar, version 1.0.0) or, with `--ignition`, as the
 //! Ignition config (spec 3.3.0) Butane makes of it. What the node gets is described once in
 //! [`sysext_assembler::provisioning`], which writes it as YAML (`provisioning::butane`) or JSON
-//! (`provisioning::ignition`); this module reads the inputs and prints the result.
+//! (`provisioning::ignition`), from the inputs `provisioning::inputs` reads and checks; this
+//! module parses the arguments and prints the result.
 
 use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use sysext_assembler::feed::manifest::Manifest;
-use sysext_assembler::provisioning::{
-    self, butane, describe, ignition, Trust, TrustedCertificate, IMPORT_PUBRING,
-};
-use sysext_assembler::trust::certificate::Certificate;
-use sysext_assembler::trust::policy::{validate_policy, DEFAULT_POLICY};
+use sysext_assembler::provisioning::{self, butane, describe, ignition, inputs, IMPORT_PUBRING};
+use sysext_assembler::trust::policy::DEFAULT_POLICY;
 
 /// Write a Butane or Ignition config that deploys an image and keeps it updated.
 ///
@@ -81,24 +79,21 @@ pub struct Args {
     ignition: bool,
 }
 
-/// Largest keepalived.conf or key accepted; both are small text or key files.
-const MAX_INPUT_BYTES: u64 = 1 << 20;
-
 pub fn run(args: &Args) -> Result<ExitCode> {
     let text = fs::read_to_string(&args.manifest)
         .with_context(|| format!("cannot read the manifest {}", args.manifest.display()))?;
     let manifest = Manifest::from_json(&text)
         .with_context(|| format!("{} is not a valid manifest", args.manifest.display()))?;
     let config = match &args.config {
-        Some(path) => Some(read_config(path)?),
+        Some(path) => Some(inputs::read_config(path)?),
         None => None,
     };
     let key = match &args.signing_key {
-        Some(path) => Some(read_signing_key(path)?),
+        Some(path) => Some(inputs::read_signing_key(path)?),
         None => None,
     };
     let trust = match &args.image_policy {
-        Some(policy) => Some(read_trust(&args.verity_certificate, policy)?),
+        Some(policy) => Some(inputs::read_trust(&args.verity_certificate, policy)?),
         None => None,
     };
     if let Some(trust) = &trust {
@@ -133,83 +128,4 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn read_limited(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
-    let meta =
-        fs::metadata(path).with_context(|| format!("cannot read the {what} {}", path.display()))?;
-    if meta.len() > MAX_INPUT_BYTES {
-        bail!(
-            "the {what} {} is {} bytes; at most {MAX_INPUT_BYTES} are accepted",
-            path.display(),
-            meta.len()
-        );
-    }
-    fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
-}
-
-fn read_config(path: &PathBuf) -> Result<String> {
-    let bytes = read_limited(path, "keepalived config")?;
-    String::from_utf8(bytes)
-        .map_err(|_| anyhow::anyhow!("the keepalived config {} is not UTF-8 text", path.display()))
-}
-
-/// Accepts a binary OpenPGP public key (what `gpg --export` writes and gpg's `--keyring` reads);
-/// refuses ASCII armor, which the keyring file cannot be.
-fn read_signing_key(path: &PathBuf) -> Result<Vec<u8>> {
-    let bytes = read_limited(path, "signing key")?;
-    if bytes.starts_with(b"-----BEGIN PGP") {
-        bail!(
-            "the signing key {} is ASCII-armored; systemd's keyring must be binary: use \
-             `gpg --export KEYID > key.gpg` (or `gpg --dearmor`)",
-            path.display()
-        );
-    }
-    // First packet: a public-key packet (tag 6), old or new packet format (RFC 4880 4.2).
-    let tag = match bytes.first() {
-        Some(b) if b & 0xc0 == 0xc0 => b & 0x3f,
-        Some(b) if b & 0xc0 == 0x80 => (b >> 2) & 0x0f,
-        _ => 0,
-    };
-    if tag != 6 {
-        bail!(
-            "the signing key {} does not start with an OpenPGP public key packet; export it with \
-             `gpg --export KEYID > key.gpg`",
-            path.display()
-        );
-    }
-    Ok(bytes)
-}
-
-/// The certificates, each checked, and the policy, checked against systemd 257's grammar.
-fn read_trust(paths: &[PathBuf], policy: &str) -> Result<Trust> {
-    validate_policy(policy).context("bad --image-policy")?;
-    let mut certificates: Vec<TrustedCertificate> = Vec::new();
-    for path in paths {
-        let bytes = read_limited(path, "verity certificate")?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            anyhow::anyhow!(
-                "the verity certificate {} is not PEM text; convert a DER certificate with \
-                 `openssl x509 -inform DER -in FILE -out cert.pem`",
-                path.display()
-            )
-        })?;
-        let cert = Certificate::from_pem(&text)
-            .with_context(|| format!("the verity certificate {} is refused", path.display()))?;
-        let fingerprint = cert.fingerprint();
-        if certificates.iter().any(|c| c.fingerprint == fingerprint) {
-            bail!(
-                "the verity certificate {} is given twice (same SHA-256 fingerprint {fingerprint})",
-                path.display()
-            );
-        }
-        certificates.push(TrustedCertificate {
-            fingerprint,
-            pem: cert.pem(),
-        });
-    }
-    Ok(Trust {
-        certificates,
-        policy: policy.to_string(),
-    })
 }

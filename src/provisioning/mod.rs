@@ -2,7 +2,7 @@
 //! links and units, described once. `sysext-assembler butane` writes this description either as
 //! a Butane config ([`butane`]) or (`--ignition`) as the Ignition config Butane would make of it
 //! ([`ignition`]); both come from the same [`Node`], so the two outputs cannot disagree about
-//! what a node gets.
+//! what a node gets. The files given for the node are read and checked by [`inputs`].
 //!
 //! The node downloads the image into /opt/extensions/NAME/ and Ignition checks it against the
 //! sha512 from the manifest before anything uses it, links /etc/extensions/NAME.raw to it,
@@ -23,6 +23,7 @@ use crate::trust::policy::{self, DEFAULT_POLICY};
 
 pub mod butane;
 pub mod ignition;
+pub mod inputs;
 
 /// Where keepalived reads its configuration by default.
 pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
