@@ -1,17 +1,13 @@
 //! `sysext-assembler inspect`: what an image holds, read without mounting it: the superblock,
-//! every entry like `unsquashfs -lls`, and the extension-release fields.
+//! every entry like `unsquashfs -lls`, and the extension-release fields, as
+//! [`sysext_assembler::image_reader::report`] builds it; this module prints it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde_json::{json, Value};
 
-use sysext_assembler::disk::gpt::{self, Guid};
-use sysext_assembler::feed::file_hash::sha256_file;
-use sysext_assembler::hex;
-use sysext_assembler::image_reader::listing::{entry_json, ls_line, utc_time};
-use sysext_assembler::image_reader::Image;
+use sysext_assembler::image_reader::report::Report;
 
 /// List an image's entries and extension-release fields.
 ///
@@ -31,175 +27,12 @@ pub struct Args {
     json: bool,
 }
 
-/// extension-release files live here; the one for NAME is `extension-release.NAME`.
-const EXTENSION_RELEASE_DIR: &str = "usr/lib/extension-release.d/";
-/// extension-release files are a few lines; anything larger is not one.
-const EXTENSION_RELEASE_MAX: u64 = 64 * 1024;
-
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let image = Image::open(&args.image)?;
-    let sha256 = sha256_file(&args.image)?;
-    let releases = extension_releases(&image)?;
+    let report = Report::read(&args.image)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&to_json(&image, &sha256, &releases))?
-        );
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
-        print_text(&image, &sha256, &releases);
+        print!("{}", report.text());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// An extension-release file's path in the image and its `KEY=VALUE` fields in key order, or
-/// why they cannot be parsed (a foreign image is still listed).
-pub type Release = (String, Result<Vec<(String, String)>, String>);
-
-/// Every `usr/lib/extension-release.d/extension-release.*` file with its `KEY=VALUE` lines.
-pub fn extension_releases(image: &Image) -> Result<Vec<Release>> {
-    let mut found = Vec::new();
-    for entry in &image.entries {
-        let Some(name) = entry.path.strip_prefix(EXTENSION_RELEASE_DIR) else {
-            continue;
-        };
-        if !name.starts_with("extension-release.") || entry.size.is_none() {
-            continue;
-        }
-        let content = image.read_file(&entry.path, EXTENSION_RELEASE_MAX)?;
-        let text = String::from_utf8_lossy(&content);
-        let fields = sysext_assembler::payload::extension_release::parse_fields(&text)
-            .map(|fields| fields.into_iter().collect())
-            .map_err(|err| format!("{err:#}"));
-        found.push((entry.path.clone(), fields));
-    }
-    Ok(found)
-}
-
-/// The DDI around the SquashFS, for both outputs; `None` for a bare SquashFS.
-fn disk_image_json(image: &Image) -> Value {
-    let Some(d) = &image.ddi else {
-        return Value::Null;
-    };
-    json!({
-        "architecture": d.arch.to_string(),
-        "disk_guid": d.table.disk_guid.to_string(),
-        "root_hash": hex(&d.root_hash_from_uuids()),
-        "verity": {
-            "data_blocks": d.superblock.data_blocks,
-            "salt": hex(&d.superblock.salt),
-            "uuid": Guid(d.superblock.uuid).to_string(),
-        },
-        // The partition's claims, not checked here (`checked` says so; verify --cert checks).
-        "signature": d.signature_json.as_ref().map(|s| json!({
-            "checked": false,
-            "root_hash": s.root_hash,
-            "certificate_fingerprint": s.certificate_fingerprint,
-        })),
-        "partitions": d.table.partitions.iter().map(|p| json!({
-            "name": p.name,
-            "type": p.type_guid.to_string(),
-            "uuid": p.uuid.to_string(),
-            "offset": p.offset(),
-            "size": p.size(),
-            "attributes": format!("{:#x}", p.attributes),
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn to_json(image: &Image, sha256: &str, releases: &[Release]) -> Value {
-    let sb = &image.superblock;
-    json!({
-        "image": {
-            "format": if image.ddi.is_some() { "ddi" } else { "squashfs" },
-            "size": file_size(image),
-            "sha256": sha256,
-        },
-        "ddi": disk_image_json(image),
-        "superblock": {
-            "compression": image.compression(),
-            "block_size": sb.block_size,
-            "xz_filter": image.xz_filter,
-            "mod_time": sb.mod_time,
-            "inode_count": sb.inode_count,
-            "fragment_count": sb.frag_count,
-            "id_count": sb.id_count,
-            "flags": format!("{:#06x}", sb.flags),
-            "bytes_used": sb.bytes_used,
-        },
-        "root": entry_json(&image.root),
-        "entries": image.entries.iter().map(entry_json).collect::<Vec<_>>(),
-        "extension_release": releases.iter().map(|(path, fields)| match fields {
-            Ok(fields) => json!({
-                "path": path,
-                "fields": fields.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-            }),
-            Err(err) => json!({ "path": path, "error": err }),
-        }).collect::<Vec<_>>(),
-    })
-}
-
-/// The file's size: a DDI's table says it; a bare SquashFS is the file.
-fn file_size(image: &Image) -> u64 {
-    image
-        .ddi
-        .as_ref()
-        .map_or(image.file_size, |d| d.table.disk_sectors * gpt::SECTOR)
-}
-
-fn print_text(image: &Image, sha256: &str, releases: &[Release]) {
-    let sb = &image.superblock;
-    println!("image: {} bytes, sha256 {sha256}", file_size(image));
-    if let Some(d) = &image.ddi {
-        println!(
-            "ddi: {}, root hash {}, {}",
-            d.arch,
-            hex(&d.root_hash_from_uuids()),
-            match &d.signature_json {
-                None => "unsigned".to_string(),
-                // inspect checks no signature: the fingerprint is the partition's own claim,
-                // which the PKCS#7 signature does not cover.
-                Some(s) => format!(
-                    "signature present, unchecked (it names certificate {}; check it with \
-                     verify --cert)",
-                    s.certificate_fingerprint.as_deref().unwrap_or("(none)")
-                ),
-            }
-        );
-        for p in &d.table.partitions {
-            println!(
-                "  partition {:<24} bytes {:>10}..{:<10} type {} uuid {}",
-                p.name,
-                p.offset(),
-                p.offset() + p.size(),
-                p.type_guid,
-                p.uuid
-            );
-        }
-    }
-    println!(
-        "squashfs: {} compression, xz filter {}, block size {}, {} inodes, {} fragments, created {} UTC",
-        image.compression(),
-        image.xz_filter,
-        sb.block_size,
-        sb.inode_count,
-        sb.frag_count,
-        utc_time(sb.mod_time)
-    );
-    println!();
-    println!("{}", ls_line(&image.root));
-    for entry in &image.entries {
-        println!("{}", ls_line(entry));
-    }
-    for (path, fields) in releases {
-        println!();
-        println!("/{path}:");
-        match fields {
-            Ok(fields) => {
-                for (key, value) in fields {
-                    println!("  {key}={value}");
-                }
-            }
-            Err(err) => println!("  cannot be parsed: {err}"),
-        }
-    }
 }

@@ -16,7 +16,7 @@
 //! `diff` uses); `precheck` runs them in that order. Once backhand has parsed, `entries` lists
 //! and hashes what it found, reading files through `content`; [`listing`] shows an entry as
 //! `unsquashfs -lls` and JSON do. Public are [`Image`], [`Limits`], the entry and region types,
-//! [`compressor_name`] and `listing`.
+//! [`compressor_name`], `listing` and [`report`], what `inspect` shows of an image.
 
 mod backhand_errors;
 mod content;
@@ -29,6 +29,7 @@ pub mod listing;
 mod metadata;
 mod precheck;
 mod regions;
+pub mod report;
 mod superblock;
 
 use std::collections::HashMap;
