@@ -13,12 +13,16 @@
 //! randomised (ECDSA, RSA-PSS).
 
 use std::ffi::OsStr;
-use std::fs;
+use std::fs::{self, File};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 
+use crate::disk::ddi::{self, Ddi, SignatureJson, Written};
+use crate::disk::verity::BLOCK_SIZE;
+use crate::hex;
 use crate::trust::certificate::Certificate;
 
 /// Runs `openssl ARGS` (stdin inherited, so a passphrase prompt reaches the user); `what` says
@@ -152,4 +156,71 @@ pub fn verify(
                 .trim()
         )))
     }
+}
+
+/// A DDI whose hash tree was checked against its data: nothing damaged is signed.
+pub struct SoundDdi {
+    /// The open image.
+    pub file: File,
+    /// Its length in bytes.
+    pub len: u64,
+    pub layout: Ddi,
+    /// The root hash, lowercase hex: what the signature covers.
+    pub root_hash: String,
+}
+
+impl SoundDdi {
+    /// Opens the DDI at `image` and checks its hash tree against its data.
+    pub fn open(image: &Path) -> Result<SoundDdi> {
+        let mut file =
+            File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+        let len = file.metadata()?.len();
+        if !ddi::looks_like_ddi(&mut file)? {
+            bail!(
+                "{} is a bare SquashFS image, which has no hash tree to sign: build it with \
+                 --format ddi",
+                image.display()
+            );
+        }
+        let layout = ddi::read(&mut file, len)
+            .with_context(|| format!("{} is not a readable DDI", image.display()))?;
+        let root_hash = match ddi::check_tree(&mut file, &layout)? {
+            Ok(hash) => hex(&hash),
+            Err(problem) => bail!("{} is damaged, not signing it: {problem}", image.display()),
+        };
+        Ok(SoundDdi {
+            file,
+            len,
+            layout,
+            root_hash,
+        })
+    }
+
+    /// Writes the same image to `to` with `signature` in its signature partition, or without
+    /// one: the bytes `build` and `sign` lay out for that signature.
+    pub fn rewrite(&self, to: &mut File, signature: Option<&SignatureJson>) -> Result<Written> {
+        let layout = &self.layout;
+        let mut root = layout.root_reader(self.file.try_clone()?);
+        ddi::write(
+            to,
+            layout.arch,
+            &mut root,
+            layout.superblock.data_blocks * BLOCK_SIZE,
+            &layout.superblock.salt,
+            layout.superblock.uuid,
+            signature,
+        )
+    }
+}
+
+/// The signature partition's content for `root_hash_hex`, signed with `key`, whose certificate
+/// is `cert`.
+pub fn signature_partition(root_hash_hex: &str, key: &Path, cert: &Path) -> Result<SignatureJson> {
+    let certificate = load_certificate(cert)?;
+    let der = sign(root_hash_hex, key, cert)?;
+    Ok(SignatureJson {
+        root_hash: root_hash_hex.to_string(),
+        certificate_fingerprint: Some(certificate.fingerprint()),
+        signature: BASE64.encode(&der),
+    })
 }
