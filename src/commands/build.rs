@@ -3,7 +3,6 @@
 //! `payload::extension_release`, the bytes in `squashfs` and `disk`, the feed and its crash
 //! safety in `feed`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,9 +10,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use sysext_assembler::disk::ddi::{self, ImageFormat};
-use sysext_assembler::feed::manifest::{
-    self, DdiRecord, ImageFile, Manifest, Tool, SCHEMA_VERSION,
-};
+use sysext_assembler::feed::manifest::{self, BuildSettings, DdiRecord, ImageFile, Manifest};
 use sysext_assembler::feed::output::OutputDir;
 use sysext_assembler::feed::{file_hash, published, sums, sysupdate};
 use sysext_assembler::hex;
@@ -139,7 +136,7 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         Some(url) => Some(sysupdate::render_transfer(&args.name, url)?),
         None => None,
     };
-    let provenance = parse_provenance(&args.provenance)?;
+    let provenance = manifest::parse_provenance(&args.provenance)?;
 
     let payload = collect_payload(args, &release)?;
 
@@ -169,33 +166,20 @@ pub fn build(args: &Args) -> Result<Vec<PathBuf>> {
         args.replace_published,
     )?;
 
-    let manifest = Manifest {
-        schema: SCHEMA_VERSION,
-        name: args.name.clone(),
-        version: args.version.clone(),
-        arch: args.arch,
-        os: release.os.clone(),
-        sysext_level: release.sysext_level.clone(),
-        reload_manager: release.reload_manager,
-        restart_units: release.restart_units.clone(),
-        compression: args.compression,
-        block_size: args.block_size,
-        xz_filter,
-        epoch,
-        tool: Tool {
-            name: env!("CARGO_PKG_NAME").to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
-        image: ImageFile {
-            file: image_name.clone(),
-            size,
-            sha256: sha256.clone(),
-            sha512,
-        },
-        ddi,
-        entries: manifest::entries_of(&payload),
+    let image = ImageFile {
+        file: image_name.clone(),
+        size,
+        sha256: sha256.clone(),
+        sha512,
+    };
+    let settings = BuildSettings {
+        name: &args.name,
+        version: &args.version,
+        release: &release,
+        options,
         provenance,
     };
+    let manifest = Manifest::of_build(settings, &payload, image, ddi);
     let manifest_name = names::manifest_file_name(&args.name, &args.version, args.arch);
     let manifest_json = manifest.to_json();
     published::check(
@@ -314,27 +298,4 @@ fn epoch_from_env() -> Result<u32> {
             bail!("SOURCE_DATE_EPOCH={value:?} is not a number; fix it or pass --epoch")
         }
     }
-}
-
-fn parse_provenance(pairs: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut provenance = BTreeMap::new();
-    for pair in pairs {
-        let Some((key, value)) = pair.split_once('=') else {
-            bail!("--provenance {pair:?}: expected KEY=VALUE, e.g. source.sha256=<hex>");
-        };
-        if key.is_empty()
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            bail!("--provenance {pair:?}: the key must be non-empty and made of [A-Za-z0-9._-]");
-        }
-        if provenance
-            .insert(key.to_string(), value.to_string())
-            .is_some()
-        {
-            bail!("--provenance: the key {key:?} is given twice");
-        }
-    }
-    Ok(provenance)
 }

@@ -10,10 +10,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use anyhow::{bail, Result};
+
 use crate::hex;
 use crate::names::Arch;
+use crate::payload::extension_release::ExtensionRelease;
 use crate::payload::{EntryKind, Node, Payload};
 use crate::squashfs::compress::{Compression, XzFilter};
+use crate::squashfs::writer::ImageOptions;
 
 /// Bumped whenever a field changes meaning or a required field is added.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -65,6 +69,81 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// Free-form `--provenance KEY=VALUE` pairs (source hash, nixpkgs revision, ...).
     pub provenance: BTreeMap<String, String>,
+}
+
+/// What `build` was asked to make, as its manifest records it: known before the image is
+/// written.
+pub struct BuildSettings<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub release: &'a ExtensionRelease,
+    pub options: ImageOptions,
+    pub provenance: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// The manifest of an image `build` wrote from `payload` with `settings`: `image` is the
+    /// written file, `ddi` its hash tree when it is a DDI.
+    pub fn of_build(
+        settings: BuildSettings<'_>,
+        payload: &Payload,
+        image: ImageFile,
+        ddi: Option<DdiRecord>,
+    ) -> Manifest {
+        let BuildSettings {
+            name,
+            version,
+            release,
+            options,
+            provenance,
+        } = settings;
+        Manifest {
+            schema: SCHEMA_VERSION,
+            name: name.to_string(),
+            version: version.to_string(),
+            arch: release.arch,
+            os: release.os.clone(),
+            sysext_level: release.sysext_level.clone(),
+            reload_manager: release.reload_manager,
+            restart_units: release.restart_units.clone(),
+            compression: options.compression,
+            block_size: options.block_size,
+            xz_filter: options.xz_filter,
+            epoch: options.epoch,
+            tool: Tool {
+                name: env!("CARGO_PKG_NAME").to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            image,
+            ddi,
+            entries: entries_of(payload),
+            provenance,
+        }
+    }
+}
+
+/// `--provenance KEY=VALUE` pairs: keys of [A-Za-z0-9._-], each given once.
+pub fn parse_provenance(pairs: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut provenance = BTreeMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--provenance {pair:?}: expected KEY=VALUE, e.g. source.sha256=<hex>");
+        };
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            bail!("--provenance {pair:?}: the key must be non-empty and made of [A-Za-z0-9._-]");
+        }
+        if provenance
+            .insert(key.to_string(), value.to_string())
+            .is_some()
+        {
+            bail!("--provenance: the key {key:?} is given twice");
+        }
+    }
+    Ok(provenance)
 }
 
 fn no_xz_filter() -> XzFilter {
